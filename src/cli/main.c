@@ -1,0 +1,42 @@
+/* llmap — entry point: dispatches `llmap <command> ...` to the command functions (cli.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+typedef struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command COMMANDS[] = {
+    {"inspect", cmd_inspect, "show what a GGUF file holds (--json, --tensors)"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "llmap %s — run language models from memory-mapped GGUF files\n\n"
+                 "usage: llmap <command> [options]\n\ncommands:\n", LLMAP_VERSION);
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
+        fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(out, "\n`llmap <command> --help` describes each command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("llmap %s\n", LLMAP_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name))
+            return COMMANDS[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "llmap: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,91 @@
+/*
+ * mem — how model weights reach memory, and what that costs.
+ *
+ * A model file is mapped read-only and shared, so the kernel pages weights in on demand and
+ * two processes serving one model share its pages. The alternative modes read the file into
+ * anonymous memory (--no-mmap) or lock the mapping (--mlock). Around that, the raw signals
+ * the memory features are built on: residency of a range (mincore), page faults and bytes
+ * read over an interval, and what memory the machine and this process's cgroup allow.
+ *
+ * A mapped file that is truncated while in use would kill the process with SIGBUS; instead a
+ * handler replaces the missing pages with zeros, marks the mapping broken, and llm_map_check
+ * turns that into an error naming the file.
+ */
+#ifndef LLMAP_MEM_H
+#define LLMAP_MEM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/util.h"
+
+typedef enum llm_map_mode {
+    LLM_MAP_MMAP = 0, /* shared read-only mapping, paged on demand (default) */
+    LLM_MAP_READ = 1, /* read() into anonymous memory (--no-mmap) */
+} llm_map_mode;
+
+typedef struct llm_map_opts {
+    llm_map_mode mode;
+    bool mlock;    /* lock the pages in RAM; a warning, not an error, when the limit forbids it */
+} llm_map_opts;
+
+typedef struct llm_map {
+    char *path;
+    uint8_t *base;
+    uint64_t size;
+    llm_map_mode mode;
+    bool locked;
+    int fd;
+    int slot;          /* index in the SIGBUS registry, -1 when not registered */
+    double load_seconds;
+    char warning[512]; /* non-fatal problem worth telling the user (e.g. mlock refused) */
+} llm_map;
+
+int llm_map_open(llm_map *m, const char *path, const llm_map_opts *opts, llm_err *err);
+void llm_map_close(llm_map *m);
+/* -1 with an error naming the file when the file shrank or a page of it could not be read
+ * (SIGBUS caught) since it was mapped. Call after each use of the weights. */
+int llm_map_check(const llm_map *m, llm_err *err);
+
+typedef enum llm_advice {
+    LLM_ADV_NORMAL,
+    LLM_ADV_WILLNEED,   /* start reading these pages now */
+    LLM_ADV_DONTNEED,   /* drop them from this process; a file mapping re-reads on next use */
+    LLM_ADV_COLD,       /* keep but evict first (Linux 5.4+; falls back to nothing) */
+    LLM_ADV_SEQUENTIAL,
+    LLM_ADV_RANDOM,
+} llm_advice;
+
+/* Advice on a byte range of the mapping (rounded out to pages). No-op in READ mode. */
+void llm_map_advise(const llm_map *m, uint64_t off, uint64_t len, llm_advice advice);
+/* Bytes of [off, off+len) resident in RAM (page granularity). READ mode: all of it. */
+uint64_t llm_map_resident(const llm_map *m, uint64_t off, uint64_t len);
+
+/* Counters of this process at one instant; differences of two samples give an interval. */
+typedef struct llm_mem_sample {
+    double t;              /* seconds, monotonic */
+    uint64_t minor_faults;
+    uint64_t major_faults;
+    uint64_t read_bytes;   /* bytes this process caused to be read from storage (/proc/self/io) */
+    uint64_t rss;          /* resident set size, bytes */
+} llm_mem_sample;
+
+void llm_mem_sample_now(llm_mem_sample *s);
+
+/* What memory this process may use. Zero fields are unknown or not applicable. */
+typedef struct llm_sysmem {
+    uint64_t total;          /* physical RAM */
+    uint64_t available;      /* MemAvailable (Linux) / free + inactive (macOS) */
+    uint64_t swap_total, swap_free;
+    uint64_t cgroup_limit;   /* memory cgroup limit of this process, 0 when none */
+    uint64_t cgroup_usage;
+    bool unified;            /* CPU and GPU share memory (Apple Silicon) */
+    uint64_t gpu_working_set;/* macOS: recommended max working set of the GPU */
+    uint64_t page_size;
+} llm_sysmem;
+
+void llm_sysmem_get(llm_sysmem *s);
+/* The memory this process can actually use: available RAM, capped by the cgroup headroom. */
+uint64_t llm_sysmem_usable(const llm_sysmem *s);
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * util — the few helpers every module shares: an error value that carries a message,
+ * checked allocation, a growable byte buffer and a monotonic clock.
+ *
+ * Errors travel as an llm_err filled by the function that failed, so the message can name
+ * the file, offset and field at the place where that is known; callers only add context.
+ */
+#ifndef LLMAP_UTIL_H
+#define LLMAP_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct llm_err {
+    char msg[1024];
+} llm_err;
+
+/* Sets err->msg (err may be NULL) and returns -1 so callers can `return llm_errf(...)`. */
+int llm_errf(llm_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefixes an existing message: "prefix: old message". Returns -1. */
+int llm_err_prefix(llm_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Allocation that aborts with a message on exhaustion: out-of-memory for a few bytes of
+ * bookkeeping is not a recoverable condition; large buffers use plain malloc and report. */
+void *llm_xmalloc(size_t n);
+void *llm_xcalloc(size_t n, size_t size);
+void *llm_xrealloc(void *p, size_t n);
+char *llm_xstrdup(const char *s);
+char *llm_xstrndup(const char *s, size_t n);
+
+/* A growable byte buffer, always NUL-terminated when len > 0 or after llm_buf_cstr. */
+typedef struct llm_buf {
+    char *data;
+    size_t len, cap;
+} llm_buf;
+
+void llm_buf_append(llm_buf *b, const void *p, size_t n);
+void llm_buf_puts(llm_buf *b, const char *s);
+void llm_buf_printf(llm_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *llm_buf_cstr(llm_buf *b);
+void llm_buf_free(llm_buf *b);
+
+/* Seconds from a monotonic clock. */
+double llm_now(void);
+
+/* Checked arithmetic for sizes that come from untrusted input: return 0 on overflow. */
+static inline int llm_mul_ok(uint64_t a, uint64_t b, uint64_t *out)
+{
+    return !__builtin_mul_overflow(a, b, out);
+}
+static inline int llm_add_ok(uint64_t a, uint64_t b, uint64_t *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+
+#endif
