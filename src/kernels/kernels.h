@@ -1,0 +1,79 @@
+/*
+ * kernels — the arithmetic on weights: block-quantized formats, dot products, matrix
+ * multiplication, and the thread pool that runs them.
+ *
+ * Every format has a scalar reference (dequantize, quantize, dot) that is the arbiter; SIMD
+ * versions (AVX2+FMA+F16C today, NEON later) are checked against it. Which implementation
+ * runs is decided once at start-up from the CPU's features (LLMAP_NO_SIMD=1 forces the scalar
+ * path) and is hidden behind llm_kernels, the backend seam: callers never name an ISA.
+ *
+ * As in ggml, a quantized weight row is multiplied with the activations quantized to a
+ * matching "vec dot type" (Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for the
+ * K-quants, F16 for F16, BF16 for BF16, F32 for F32), so the inner loop is integer.
+ */
+#ifndef LLMAP_KERNELS_H
+#define LLMAP_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf/types.h"
+
+/* ---- half precision ---------------------------------------------------------------------- */
+float llm_fp16_to_fp32(uint16_t h);
+uint16_t llm_fp32_to_fp16(float f); /* round to nearest even */
+float llm_bf16_to_fp32(uint16_t h);
+uint16_t llm_fp32_to_bf16(float f); /* round to nearest even */
+
+/* ---- formats (scalar reference) ---------------------------------------------------------- */
+/* n must be a multiple of the type's block size. */
+void llm_dequantize_row(llm_type t, const void *src, float *dst, int64_t n);
+/* Reference quantization; returns 0, or -1 when t cannot be produced by llmap. */
+int llm_quantize_row(llm_type t, const float *src, void *dst, int64_t n);
+bool llm_type_can_quantize(llm_type t);
+/* Activation format that weight rows of type t are multiplied with. */
+llm_type llm_vec_dot_type(llm_type t);
+
+/* ---- backend seam -------------------------------------------------------------------------- */
+/* s = dot(weight row of type t, activation row of type llm_vec_dot_type(t)), n elements. */
+typedef void (*llm_vec_dot_fn)(int64_t n, float *s, const void *w, const void *act);
+/* Converts an f32 activation row to the vec dot type. */
+typedef void (*llm_quantize_act_fn)(const float *x, void *dst, int64_t n);
+
+typedef struct llm_kernels {
+    const char *name;                            /* "scalar", "avx2", "neon" */
+    llm_vec_dot_fn vec_dot[LLM_TYPE_COUNT];      /* indexed by weight type */
+    llm_quantize_act_fn quantize_act[LLM_TYPE_COUNT]; /* indexed by activation (vec dot) type */
+} llm_kernels;
+
+const llm_kernels *llm_kernels_scalar(void);
+/* The best implementation for this CPU (scalar when LLMAP_NO_SIMD=1). Thread-safe. */
+const llm_kernels *llm_kernels_best(void);
+
+/* ---- thread pool --------------------------------------------------------------------------- */
+typedef struct llm_pool llm_pool;
+
+/* n_threads <= 0: one per online CPU. Threads persist until llm_pool_free. */
+llm_pool *llm_pool_new(int n_threads);
+void llm_pool_free(llm_pool *p);
+int llm_pool_threads(const llm_pool *p);
+/* Runs fn(ctx, ith, nth) on every thread (the caller is thread 0) and waits for all. */
+void llm_pool_run(llm_pool *p, void (*fn)(void *ctx, int ith, int nth), void *ctx);
+
+/* ---- matrix multiplication ----------------------------------------------------------------- */
+/* A weight matrix as stored: rows of `cols` elements of `type`, row-major, in place (mapped). */
+typedef struct llm_matrix {
+    llm_type type;
+    int64_t rows, cols;
+    const void *data;
+} llm_matrix;
+
+/* Bytes of scratch llm_matmul needs for n_tok activation rows against W. */
+size_t llm_matmul_scratch(const llm_matrix *W, int64_t n_tok);
+/* y[t*W->rows + r] = dot(W row r, x[t*W->cols ...]) for t < n_tok, rows split across the pool.
+ * x is F32; it is quantized into scratch first (once, shared by all threads). */
+void llm_matmul(llm_pool *pool, const llm_kernels *k, const llm_matrix *W, const float *x, int64_t n_tok,
+                float *y, void *scratch);
+
+#endif
