@@ -23,7 +23,10 @@ CFLAGS  += $(CFLAGS_BASE) $(SANFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 LDFLAGS += $(SANFLAGS)
 
-LIB_SRC  := $(sort $(wildcard src/*/*.c))
+# MODULES=util gguf mem builds the library from those modules only (handy while another module
+# is mid-edit in a shared tree); default: all of src/.
+MODULES  ?= $(notdir $(wildcard src/*))
+LIB_SRC  := $(sort $(foreach m,$(MODULES),$(wildcard src/$(m)/*.c)))
 LIB_SRC  := $(filter-out src/cli/main.c,$(LIB_SRC))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(BUILD)/src/cli/main.o

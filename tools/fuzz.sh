@@ -25,7 +25,7 @@ for src in "${targets[@]}"; do
     seeds=tests/fuzz/seeds/${name#fuzz_}
     [ -d "$seeds" ] || seeds=
     log=build-fuzz/$name.log
-    if "$bin" -max_total_time="$per" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+    if "$bin" -max_total_time="$per" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -artifact_prefix=build-fuzz/ \
         "build-fuzz/corpus/$name" $seeds >"$log" 2>&1; then
         runs=$(grep -oE 'Done [0-9]+ runs' "$log" | grep -oE '[0-9]+' || echo '?')
         echo "fuzz $name: $runs runs in ${per}s, clean"

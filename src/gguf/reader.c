@@ -274,11 +274,13 @@ static int place_tensors(cursor *c, gguf_file *f)
     uint64_t avail = f->size - f->data_offset;
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         gguf_tensor *t = &f->tensors[i];
-        uint64_t end;
         if (t->offset % f->alignment)
             return FAIL(c, t->info_offset, "tensor '%s': data offset %llu is not a multiple of the alignment %u",
                         t->name, (unsigned long long)t->offset, f->alignment);
-        if (!llm_add_ok(t->offset, t->size, &end) || end > avail)
+        if (t->offset > avail)
+            return FAIL(c, t->info_offset, "tensor '%s': data offset %llu is past end of file (%llu bytes of data)",
+                        t->name, (unsigned long long)t->offset, (unsigned long long)avail);
+        if (t->size > avail - t->offset)
             return FAIL(c, t->info_offset,
                         "tensor '%s': data ends past end of file (needs %llu bytes, file has %llu)", t->name,
                         (unsigned long long)(f->data_offset + t->offset + t->size), (unsigned long long)f->size);
@@ -537,8 +539,12 @@ int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i)
 {
     size_t n = gguf_vtype_size(kv->arr_type);
     const uint8_t *p = (const uint8_t *)kv->arr_data + i * n;
-    if (kv->arr_type == GGUF_F32 || kv->arr_type == GGUF_F64)
-        return (int64_t)gguf_arr_f64(kv, i);
+    if (kv->arr_type == GGUF_F32 || kv->arr_type == GGUF_F64) {
+        double d = gguf_arr_f64(kv, i); /* saturate: the file may hold anything */
+        if (!(d == d))
+            return 0;
+        return d >= 9.2e18 ? INT64_MAX : d <= -9.2e18 ? INT64_MIN : (int64_t)d;
+    }
     uint64_t raw = rd_le(p, (int)n);
     return is_signed(kv->arr_type) ? (int64_t)sign_extend(raw, n) : (int64_t)raw;
 }
