@@ -12,6 +12,7 @@ typedef struct command {
 
 static const command COMMANDS[] = {
     {"inspect", cmd_inspect, "show what a GGUF file holds (--json, --tensors)"},
+    {"quantize", cmd_quantize, "re-quantize a model file (IN OUT TYPE)"},
 };
 
 static void usage(FILE *out)
