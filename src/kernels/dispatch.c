@@ -108,7 +108,7 @@ const llm_kernels *llm_kernels_scalar(void)
     return &SCALAR;
 }
 
-#if 0 /* AVX2 kernels land in the next commit */
+#if defined(__x86_64__) || defined(__i386__)
 #define LLM_HAVE_AVX2_TABLE 1
 static const llm_kernels AVX2 = {
     .name = "avx2",

@@ -1,0 +1,526 @@
+/*
+ * quants_avx2 — AVX2 + FMA + F16C dot products and activation quantizers.
+ *
+ * Compiled with -mavx2 -mfma -mf16c (the Makefile does that for *_avx2.c only) and reached
+ * only through the dispatch table after a CPU check, so the rest of the binary stays
+ * baseline x86-64. Each function computes what its scalar twin in quants.c / quants_k.c
+ * computes: integer sums per (sub-)block are exact, only the float accumulation order
+ * differs. The activation quantizers produce byte-identical blocks to the scalar ones.
+ *
+ * The integer core is the usual AVX2 idiom: _mm256_maddubs_epi16 (u8 x s8 -> pairs of i16,
+ * which cannot saturate for our ranges: |q| <= 63, |y| <= 127) then _mm256_madd_epi16 with the
+ * scales (or ones) to widen to i32.
+ */
+#include "kernels/blocks.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+static inline float h2f(llm_half h)
+{
+    return _cvtsh_ss(h);
+}
+
+static inline float hsum_ps(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline int hsum_epi32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* Sum of adjacent i16 pairs, widened to i32. */
+static inline __m256i sum_i16_pairs(__m256i x)
+{
+    return _mm256_madd_epi16(_mm256_set1_epi16(1), x);
+}
+
+/* 8 x i32 partial sums of u8 x s8 products (x unsigned, y signed). */
+static inline __m256i mul_sum_us8(__m256i x, __m256i y)
+{
+    return sum_i16_pairs(_mm256_maddubs_epi16(x, y));
+}
+
+/* 8 x i32 partial sums of s8 x s8: move x's sign onto y so maddubs sees |x|. */
+static inline __m256i mul_sum_i8(__m256i x, __m256i y)
+{
+    return mul_sum_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+/* 32 nibbles of 16 bytes: low nibbles to bytes 0..15, high nibbles to bytes 16..31. */
+static inline __m256i nibbles_32(const uint8_t *p)
+{
+    __m128i b = _mm_loadu_si128((const __m128i *)p);
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(b, 4), b);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0xF));
+}
+
+/* Byte j = 0xFF when bit j of the 32-bit word at p is set, else 0. */
+static inline __m256i bits_32(const uint8_t *p)
+{
+    uint32_t w;
+    memcpy(&w, p, 4);
+    /* byte j takes source byte j/8, then keeps bit j%8 */
+    const __m256i pick = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)w), pick);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
+}
+
+/* ---- float formats ------------------------------------------------------------------------- */
+
+void llm_vec_dot_f32_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const float *x = w, *y = act;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++)
+        sum += x[i] * y[i];
+    *s = sum;
+}
+
+static inline __m256 load_f16x8(const uint16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+void llm_vec_dot_f16_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const uint16_t *x = w, *y = act;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(load_f16x8(x + i), load_f16x8(y + i), a0);
+        a1 = _mm256_fmadd_ps(load_f16x8(x + i + 8), load_f16x8(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(load_f16x8(x + i + 16), load_f16x8(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(load_f16x8(x + i + 24), load_f16x8(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(load_f16x8(x + i), load_f16x8(y + i), a0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++)
+        sum += h2f(x[i]) * h2f(y[i]);
+    *s = sum;
+}
+
+static inline __m256 load_bf16x8(const uint16_t *p)
+{
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+void llm_vec_dot_bf16_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const uint16_t *x = w, *y = act;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(load_bf16x8(x + i), load_bf16x8(y + i), a0);
+        a1 = _mm256_fmadd_ps(load_bf16x8(x + i + 8), load_bf16x8(y + i + 8), a1);
+    }
+    float sum = hsum_ps(_mm256_add_ps(a0, a1));
+    for (; i < n; i++)
+        sum += llm_bf16_to_fp32(x[i]) * llm_bf16_to_fp32(y[i]);
+    *s = sum;
+}
+
+void llm_act_f16_avx2(const float *x, void *dst, int64_t n)
+{
+    uint16_t *h = dst;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(h + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++)
+        h[i] = llm_fp32_to_fp16(x[i]);
+}
+
+/* ---- 32-element formats -------------------------------------------------------------------- */
+
+void llm_vec_dot_q4_0_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const block_q4_0 *x = w;
+    const block_q8_0 *y = act;
+    const __m256i off = _mm256_set1_epi8(8);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t nb = n / QK4_0, i = 0;
+    for (; i + 2 <= nb; i += 2) { /* two blocks per step: independent chains hide latency */
+        __m256i q0 = _mm256_sub_epi8(nibbles_32(x[i].qs), off);
+        __m256i q1 = _mm256_sub_epi8(nibbles_32(x[i + 1].qs), off);
+        __m256i p0 = mul_sum_i8(q0, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        __m256i p1 = mul_sum_i8(q1, _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i + 1].d) * h2f(y[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        __m256i q = _mm256_sub_epi8(nibbles_32(x[i].qs), off);
+        __m256i p = mul_sum_i8(q, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(p), acc0);
+    }
+    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+void llm_vec_dot_q4_1_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const block_q4_1 *x = w;
+    const block_q8_1 *y = act;
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0;
+    for (int64_t i = 0; i < n / QK4_1; i++) {
+        __m256i p = mul_sum_us8(nibbles_32(x[i].qs), _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(p), acc);
+        summs += h2f(x[i].m) * h2f(y[i].s);
+    }
+    *s = hsum_ps(acc) + summs;
+}
+
+void llm_vec_dot_q5_0_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const block_q5_0 *x = w;
+    const block_q8_0 *y = act;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK5_0; i++) {
+        /* q - 16 as a signed byte: the nibble with 0xF0 or-ed in where the fifth bit is 0 */
+        __m256i hi = _mm256_andnot_si256(bits_32(x[i].qh), _mm256_set1_epi8((char)0xF0));
+        __m256i q = _mm256_or_si256(nibbles_32(x[i].qs), hi);
+        __m256i p = mul_sum_i8(q, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(p), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+void llm_vec_dot_q5_1_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const block_q5_1 *x = w;
+    const block_q8_1 *y = act;
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0;
+    for (int64_t i = 0; i < n / QK5_1; i++) {
+        __m256i hi = _mm256_and_si256(bits_32(x[i].qh), _mm256_set1_epi8(0x10));
+        __m256i q = _mm256_or_si256(nibbles_32(x[i].qs), hi);
+        __m256i p = mul_sum_us8(q, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(p), acc);
+        summs += h2f(x[i].m) * h2f(y[i].s);
+    }
+    *s = hsum_ps(acc) + summs;
+}
+
+void llm_vec_dot_q8_0_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const block_q8_0 *x = w;
+    const block_q8_0 *y = act;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t nb = n / QK8_0, i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        __m256i p0 = mul_sum_i8(_mm256_loadu_si256((const __m256i *)x[i].qs),
+                                _mm256_loadu_si256((const __m256i *)y[i].qs));
+        __m256i p1 = mul_sum_i8(_mm256_loadu_si256((const __m256i *)x[i + 1].qs),
+                                _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i + 1].d) * h2f(y[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; i < nb; i++) {
+        __m256i p = mul_sum_i8(_mm256_loadu_si256((const __m256i *)x[i].qs),
+                               _mm256_loadu_si256((const __m256i *)y[i].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(p), acc0);
+    }
+    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* One Q8_0/Q8_1 activation block exactly as ggml's AVX2 quantize_row_q8_0/1: d = amax/127,
+ * q = round_half_even(x * (127/amax)). Returns the sum of the quants (for Q8_1's s). */
+static inline int act_q8_block_avx2(const float *x, llm_half *dh, int8_t *qs, float *d_out)
+{
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+    __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 m = _mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1));
+    m = _mm256_max_ps(m, _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    float amax = _mm_cvtss_f32(m4);
+    float d = amax / 127.f;
+    float id = amax != 0.0f ? 127.f / amax : 0.0f;
+    *dh = llm_fp32_to_fp16(d);
+    *d_out = d;
+    const __m256 mul = _mm256_set1_ps(id);
+    __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, mul), _MM_FROUND_TO_NEAREST_INT));
+    __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, mul), _MM_FROUND_TO_NEAREST_INT));
+    __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, mul), _MM_FROUND_TO_NEAREST_INT));
+    __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, mul), _MM_FROUND_TO_NEAREST_INT));
+    int sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+    /* packs work per 128-bit lane; the permute restores element order */
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)qs, p);
+    return sum;
+}
+
+void llm_act_q8_0_avx2(const float *x, void *dst, int64_t n)
+{
+    block_q8_0 *b = dst;
+    float d;
+    for (int64_t i = 0; i < n / QK8_0; i++)
+        act_q8_block_avx2(x + i * QK8_0, &b[i].d, b[i].qs, &d);
+}
+
+void llm_act_q8_1_avx2(const float *x, void *dst, int64_t n)
+{
+    block_q8_1 *b = dst;
+    float d;
+    for (int64_t i = 0; i < n / QK8_1; i++) {
+        int sum = act_q8_block_avx2(x + i * QK8_1, &b[i].d, b[i].qs, &d);
+        b[i].s = llm_fp32_to_fp16(d * (float)sum);
+    }
+}
+
+/* ---- K-quants ------------------------------------------------------------------------------ */
+
+/* i16 lanes 0..7 = a, lanes 8..15 = b: the scales of two consecutive 16-element groups as
+ * maddubs lays out 32 bytes (bytes 0..15 -> i16 lanes 0..7). */
+static inline __m256i scale_pair(int a, int b)
+{
+    return _mm256_set_m128i(_mm_set1_epi16((short)b), _mm_set1_epi16((short)a));
+}
+
+void llm_act_q8_K_avx2(const float *x, void *dst, int64_t n)
+{
+    block_q8_K *y = dst;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < QK_K; j += 8)
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+        __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        if (!amax) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        /* the reference keeps the sign of the first element reaching amax */
+        float max = 0;
+        for (int j = 0; j < QK_K; j++) {
+            if (x[j] == amax || x[j] == -amax) {
+                max = x[j];
+                break;
+            }
+        }
+        const float iscale = -127.f / max;
+        const __m256 mul = _mm256_set1_ps(iscale);
+        const __m256i top = _mm256_set1_epi32(127);
+        for (int g = 0; g < QK_K / 32; g++) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++) {
+                __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + 32 * g + 8 * k), mul);
+                q[k] = _mm256_min_epi32(top, _mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT)));
+            }
+            y[i].bsums[2 * g] = (int16_t)hsum_epi32(_mm256_add_epi32(q[0], q[1]));
+            y[i].bsums[2 * g + 1] = (int16_t)hsum_epi32(_mm256_add_epi32(q[2], q[3]));
+            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+            p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(y[i].qs + 32 * g), p);
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+void llm_vec_dot_q2_K_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const block_q2_K *x = w;
+    const block_q8_K *y = act;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_min = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const uint8_t *sc = x[i].scales;
+        /* min term: sum_g (sc[g] >> 4) * bsums[g] */
+        __m128i scb = _mm_loadu_si128((const __m128i *)sc);
+        __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(scb, 4), _mm_set1_epi8(0xF)));
+        __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        int summs = hsum_epi32(_mm256_madd_epi16(mins, bs));
+
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int j = 0; j < 4; j++) {
+                __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3);
+                __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 128 * h + 32 * j));
+                __m256i p = _mm256_maddubs_epi16(q2, q8);
+                int g = 8 * h + 2 * j;
+                p = _mm256_madd_epi16(scale_pair(sc[g] & 0xF, sc[g + 1] & 0xF), p);
+                sumi = _mm256_add_epi32(sumi, p);
+            }
+        }
+        float dall = y[i].d * h2f(x[i].d), dmin = y[i].d * h2f(x[i].dmin);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dall), _mm256_cvtepi32_ps(sumi), acc);
+        acc_min += dmin * (float)summs;
+    }
+    *s = hsum_ps(acc) - acc_min;
+}
+
+void llm_vec_dot_q3_K_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const block_q3_K *x = w;
+    const block_q8_K *y = act;
+    const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+    __m256 acc = _mm256_setzero_ps();
+    int8_t sc[16];
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        llm_q3_K_scales(x[i].scales, sc);
+        __m256i hmask = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int j = 0; j < 4; j++) {
+                __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3);
+                /* 4 to subtract where the high bit (hmask bit 4h+j) is clear */
+                __m256i hb = _mm256_and_si256(hmask, _mm256_set1_epi8((char)(1 << (4 * h + j))));
+                __m256i sub = _mm256_and_si256(_mm256_cmpeq_epi8(hb, _mm256_setzero_si256()), four);
+                __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 128 * h + 32 * j));
+                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q2, q8), _mm256_maddubs_epi16(sub, q8));
+                int g = 8 * h + 2 * j;
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(sc[g], sc[g + 1]), p));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+/* Unpacks the 8 scales and 8 mins of a q4_K/q5_K block. */
+static inline void k4_scales(const uint8_t packed[12], uint8_t sc[8], uint8_t m[8])
+{
+    for (int j = 0; j < 8; j++)
+        llm_get_scale_min_k4(j, packed, &sc[j], &m[j]);
+}
+
+/* sum_j m[j] * (bsums[2j] + bsums[2j+1]) */
+static inline int k4_min_term(const uint8_t m[8], const int16_t bsums[16])
+{
+    __m128i m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)m));
+    __m256i bs = _mm256_loadu_si256((const __m256i *)bsums);
+    __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+    __m128i prod = _mm_madd_epi16(m16, pair);
+    prod = _mm_add_epi32(prod, _mm_shuffle_epi32(prod, _MM_SHUFFLE(1, 0, 3, 2)));
+    prod = _mm_add_epi32(prod, _mm_shuffle_epi32(prod, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(prod);
+}
+
+void llm_vec_dot_q4_K_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const block_q4_K *x = w;
+    const block_q8_K *y = act;
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_min = 0;
+    uint8_t sc[8], m[8];
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        k4_scales(x[i].scales, sc, m);
+        const uint8_t *q4 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        __m256i sumi0 = _mm256_setzero_si256(), sumi1 = _mm256_setzero_si256();
+        for (int c = 0; c < QK_K / 64; c++) {
+            __m256i bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
+            __m256i lo = _mm256_and_si256(bits, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
+            __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
+            sumi0 = _mm256_add_epi32(sumi0, _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c]), pl));
+            sumi1 = _mm256_add_epi32(sumi1, _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1]), ph));
+        }
+        float d = y[i].d * h2f(x[i].d), dmin = y[i].d * h2f(x[i].dmin);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi0, sumi1)), acc);
+        acc_min += dmin * (float)k4_min_term(m, y[i].bsums);
+    }
+    *s = hsum_ps(acc) - acc_min;
+}
+
+void llm_vec_dot_q5_K_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const block_q5_K *x = w;
+    const block_q8_K *y = act;
+    const __m256i m4 = _mm256_set1_epi8(0xF), sixteen = _mm256_set1_epi8(16);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_min = 0;
+    uint8_t sc[8], m[8];
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        k4_scales(x[i].scales, sc, m);
+        const uint8_t *q5 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int c = 0; c < QK_K / 64; c++) {
+            __m256i bits = _mm256_loadu_si256((const __m256i *)(q5 + 32 * c));
+            __m256i bl = _mm256_set1_epi8((char)(1 << (2 * c))), bh = _mm256_set1_epi8((char)(2 << (2 * c)));
+            __m256i hl = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, bl), bl), sixteen);
+            __m256i hh = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, bh), bh), sixteen);
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), hl);
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), hh);
+            __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
+            __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c]), pl));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1]), ph));
+        }
+        float d = y[i].d * h2f(x[i].d), dmin = y[i].d * h2f(x[i].dmin);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        acc_min += dmin * (float)k4_min_term(m, y[i].bsums);
+    }
+    *s = hsum_ps(acc) - acc_min;
+}
+
+void llm_vec_dot_q6_K_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const block_q6_K *x = w;
+    const block_q8_K *y = act;
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3), off = _mm256_set1_epi8(32);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const int8_t *sc = x[i].scales;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x[i].ql + 64 * h;
+            const int8_t *q8 = y[i].qs + 128 * h;
+            __m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i bh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            /* the four 32-element runs of this half, unsigned 0..63 (offset 32 subtracted below) */
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(b2, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
+            for (int k = 0; k < 4; k++) {
+                __m256i y8 = _mm256_loadu_si256((const __m256i *)(q8 + 32 * k));
+                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], y8), _mm256_maddubs_epi16(off, y8));
+                int g = 8 * h + 2 * k;
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(sc[g], sc[g + 1]), p));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = hsum_ps(acc);
+}
