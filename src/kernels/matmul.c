@@ -1,0 +1,164 @@
+/*
+ * Matrix multiplication y = W x for weights stored in any GGUF type, the hot loop of the
+ * forward pass.
+ *
+ * Two phases, as in ggml: the F32 activations are first converted once into the weight type's
+ * vec-dot format (Q8_0, Q8_1, Q8_K, F16, ...) in the caller's scratch, then every output is one
+ * call of the backend's vec_dot on a weight row and a converted activation row. Because each
+ * output element is always computed by the same call on the same bytes, the result does not
+ * depend on the number of threads or on how rows are split among them (tests rely on that).
+ *
+ * Work split. W's rows are cut into chunks handed out dynamically (each thread starts with its
+ * own chunk, then takes the next free one from an atomic counter), so a thread slowed down by
+ * another process on a shared core does not hold up the others. For one token the chunks are
+ * sized so each thread gets many of them; the weights stream through once and the activations
+ * stay in L1. For a batch of tokens (prompt processing) a chunk of rows is kept small enough to
+ * stay in L2 while every token of the batch is multiplied with it, in blocks of tokens whose
+ * activations also fit in L2: each weight byte is read from memory once per batch rather than
+ * once per token, which turns prompt processing from bandwidth-bound into compute-bound.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+/* Cache budgets of the batched loop (bytes); L2 is 512 KiB per core on the target machines. */
+#define MM_CHUNK_BYTES_BATCH (64u << 10)  /* weight rows reused across a token block */
+#define MM_TOKBLOCK_BYTES (128u << 10)    /* converted activations of one token block */
+#define MM_CHUNK_BYTES_MIN (16u << 10)    /* smallest chunk worth an atomic hand-out */
+#define MM_CHUNKS_PER_THREAD 8            /* for balance when a core is shared */
+
+typedef struct mm_job {
+    const llm_matrix *W;
+    const float *x;
+    int64_t n_tok;
+    float *y;
+    llm_vec_dot_fn dot;
+    llm_quantize_act_fn act_fn;
+    const uint8_t *act; /* converted activations, act_row bytes per token */
+    uint8_t *act_dst;
+    size_t w_row, act_row;
+    int64_t chunk_rows, n_chunks, tok_block;
+    atomic_llong next_chunk;
+} mm_job;
+
+/* Both tables must cover the type: a missing entry is a build defect, not bad input (types come
+ * from llm_type_get, and every listed type has a scalar kernel). */
+static llm_vec_dot_fn pick_dot(const llm_kernels *k, llm_type t)
+{
+    llm_vec_dot_fn f = k->vec_dot[t] ? k->vec_dot[t] : llm_kernels_scalar()->vec_dot[t];
+    if (!f) {
+        fprintf(stderr, "llmap: internal error: no vec_dot kernel for %s\n", llm_type_name(t));
+        abort();
+    }
+    return f;
+}
+
+static llm_quantize_act_fn pick_act(const llm_kernels *k, llm_type vdt)
+{
+    llm_quantize_act_fn f = k->quantize_act[vdt] ? k->quantize_act[vdt] : llm_kernels_scalar()->quantize_act[vdt];
+    if (!f) {
+        fprintf(stderr, "llmap: internal error: no activation conversion to %s\n", llm_type_name(vdt));
+        abort();
+    }
+    return f;
+}
+
+size_t llm_matmul_scratch(const llm_matrix *W, int64_t n_tok)
+{
+    llm_type vdt = llm_vec_dot_type(W->type);
+    if (vdt == LLM_F32)
+        return 0; /* the F32 activations are used in place */
+    return (size_t)n_tok * llm_row_size(vdt, W->cols);
+}
+
+static void convert_activations(void *ctx, int ith, int nth)
+{
+    mm_job *j = ctx;
+    int64_t t0 = j->n_tok * ith / nth, t1 = j->n_tok * (ith + 1) / nth;
+    for (int64_t t = t0; t < t1; t++)
+        j->act_fn(j->x + t * j->W->cols, j->act_dst + (size_t)t * j->act_row, j->W->cols);
+}
+
+static void multiply_chunk(const mm_job *j, int64_t chunk)
+{
+    const int64_t rows = j->W->rows, cols = j->W->cols;
+    const int64_t r0 = chunk * j->chunk_rows;
+    const int64_t r1 = r0 + j->chunk_rows < rows ? r0 + j->chunk_rows : rows;
+    const uint8_t *w = (const uint8_t *)j->W->data;
+    if (j->n_tok == 1) {
+        for (int64_t r = r0; r < r1; r++)
+            j->dot(cols, &j->y[r], w + (size_t)r * j->w_row, j->act);
+        return;
+    }
+    /* Batch: the chunk's rows stay in L2 while each token block passes over them; within a
+     * block one weight row stays in L1 while it meets every token of the block. */
+    for (int64_t tb = 0; tb < j->n_tok; tb += j->tok_block) {
+        int64_t te = tb + j->tok_block < j->n_tok ? tb + j->tok_block : j->n_tok;
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *wr = w + (size_t)r * j->w_row;
+            for (int64_t t = tb; t < te; t++)
+                j->dot(cols, &j->y[t * rows + r], wr, j->act + (size_t)t * j->act_row);
+        }
+    }
+}
+
+static void multiply_rows(void *ctx, int ith, int nth)
+{
+    mm_job *j = ctx;
+    for (int64_t c = ith; c < j->n_chunks;
+         c = atomic_fetch_add_explicit(&j->next_chunk, 1, memory_order_relaxed))
+        multiply_chunk(j, c);
+    (void)nth;
+}
+
+/* Rows per chunk: enough chunks for balance, not so small that hand-outs dominate, and (for a
+ * batch) small enough to be reused from L2. */
+static int64_t chunk_rows_for(const llm_matrix *W, int64_t n_tok, size_t w_row, int nth)
+{
+    int64_t by_balance = W->rows / ((int64_t)nth * MM_CHUNKS_PER_THREAD);
+    int64_t min_rows = (int64_t)(MM_CHUNK_BYTES_MIN / w_row);
+    int64_t rows = by_balance > min_rows ? by_balance : min_rows;
+    if (n_tok > 1) {
+        int64_t cache_rows = (int64_t)(MM_CHUNK_BYTES_BATCH / w_row);
+        if (rows > cache_rows)
+            rows = cache_rows;
+    }
+    return rows < 1 ? 1 : rows;
+}
+
+void llm_matmul(llm_pool *pool, const llm_kernels *k, const llm_matrix *W, const float *x, int64_t n_tok,
+                float *y, void *scratch)
+{
+    if (n_tok <= 0 || W->rows <= 0)
+        return;
+    const int nth = llm_pool_threads(pool);
+    llm_type vdt = llm_vec_dot_type(W->type);
+    mm_job j = {.W = W, .x = x, .n_tok = n_tok, .y = y, .dot = pick_dot(k, W->type),
+                .w_row = llm_row_size(W->type, W->cols)};
+    if (vdt == LLM_F32) {
+        j.act = (const uint8_t *)x;
+        j.act_row = (size_t)W->cols * sizeof(float);
+    } else {
+        j.act_fn = pick_act(k, vdt);
+        j.act_dst = scratch;
+        j.act = scratch;
+        j.act_row = llm_row_size(vdt, W->cols);
+        /* One row converts in about a microsecond: only a batch is worth a hand-out. */
+        if (n_tok >= 4 && nth > 1)
+            llm_pool_run(pool, convert_activations, &j);
+        else
+            convert_activations(&j, 0, 1);
+    }
+    j.chunk_rows = chunk_rows_for(W, n_tok, j.w_row, nth);
+    j.n_chunks = (W->rows + j.chunk_rows - 1) / j.chunk_rows;
+    int64_t tb = (int64_t)(MM_TOKBLOCK_BYTES / j.act_row);
+    j.tok_block = tb < 1 ? 1 : tb;
+    atomic_init(&j.next_chunk, nth);
+    if (nth > 1 && j.n_chunks > 1)
+        llm_pool_run(pool, multiply_rows, &j);
+    else
+        multiply_rows(&j, 0, 1);
+}

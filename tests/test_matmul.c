@@ -1,0 +1,231 @@
+/*
+ * Matrix multiplication against a naive reference: every weight row dequantized with the
+ * scalar reference (llm_dequantize_row) and multiplied with the unconverted F32 activations in
+ * double precision. llm_matmul converts the activations to the vec-dot format first, so the
+ * difference is bounded by that conversion's rounding; the tolerance is derived per output from
+ * the format definitions (see act_error_bound), not fitted to results.
+ *
+ * Also: results are bit-identical for 1, 2 and 3 threads and for a batch vs one token at a
+ * time (each output is one vec_dot on the same bytes, whatever the split), and the scalar and
+ * best backends agree within the same bound.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "kernels/kernels.h"
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static double uniform(rng *r)
+{
+    r->s += 0x9E3779B97F4A7C15ull;
+    uint64_t z = r->s;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * 0x1.0p-53;
+}
+
+static float gauss(rng *r)
+{
+    double u1 = uniform(r), u2 = uniform(r);
+    if (u1 < 1e-300)
+        u1 = 1e-300;
+    return (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+/* Largest error of one activation element after conversion to vdt, for an element x in a
+ * block whose largest magnitude is amax:
+ *   Q8_0/Q8_1: q = round(x / d), d = amax/127 stored as F16: |err| <= d/2 plus the F16 rounding
+ *              of d scaling the whole value (relative 2^-11 of |x|, taken as 2^-10);
+ *   Q8_K:      the same with d stored as F32 (its rounding is negligible);
+ *   F16/BF16:  relative rounding 2^-11 / 2^-8;  F32: none. */
+static double act_elem_error(llm_type vdt, double x, double amax)
+{
+    switch (vdt) {
+    case LLM_Q8_0:
+    case LLM_Q8_1: return amax / 127.0 * 0.5 * (1 + 0x1p-10) + fabs(x) * 0x1p-10;
+    case LLM_Q8_K: return amax / 127.0 * 0.5 * (1 + 0x1p-20) + fabs(x) * 0x1p-20;
+    case LLM_F16: return fabs(x) * 0x1p-11;
+    case LLM_BF16: return fabs(x) * 0x1p-8;
+    default: return 0;
+    }
+}
+
+/* Bound on |matmul - reference| for one output: sum of |w_i| * act error_i, plus float
+ * accumulation error (relative 1e-5 of sum |w_i x_i|, generous for n <= 1024 in float). */
+static double act_error_bound(llm_type vdt, const float *w, const float *x, int64_t n)
+{
+    int64_t blk = vdt == LLM_Q8_K ? 256 : 32;
+    double bound = 0, mag = 0;
+    for (int64_t b = 0; b < n; b += blk) {
+        double amax = 0;
+        for (int64_t i = b; i < b + blk && i < n; i++)
+            amax = fmax(amax, fabs(x[i]));
+        for (int64_t i = b; i < b + blk && i < n; i++) {
+            bound += fabs(w[i]) * act_elem_error(vdt, x[i], amax);
+            mag += fabs((double)w[i] * x[i]);
+        }
+    }
+    return bound + 1e-5 * mag + 1e-6;
+}
+
+static const llm_type TYPES[] = {LLM_F32,  LLM_F16,  LLM_BF16, LLM_Q4_0, LLM_Q4_1, LLM_Q5_0, LLM_Q5_1,
+                                 LLM_Q8_0, LLM_Q2_K, LLM_Q3_K, LLM_Q4_K, LLM_Q5_K, LLM_Q6_K};
+
+typedef struct fixture {
+    llm_matrix W;
+    void *wdata;
+    float *wdeq; /* dequantized weights, the reference's view */
+    float *x;
+    int64_t n_tok;
+} fixture;
+
+static int fixture_make(fixture *f, llm_type t, int64_t rows, int64_t cols, int64_t n_tok, uint64_t seed)
+{
+    size_t row = llm_row_size(t, cols);
+    f->W = (llm_matrix){.type = t, .rows = rows, .cols = cols};
+    f->wdata = malloc(row * (size_t)rows);
+    f->wdeq = malloc(sizeof(float) * (size_t)(rows * cols));
+    f->x = malloc(sizeof(float) * (size_t)(n_tok * cols));
+    f->n_tok = n_tok;
+    rng r = {seed};
+    float *tmp = malloc(sizeof(float) * (size_t)cols);
+    int rc = 0;
+    for (int64_t i = 0; i < rows && !rc; i++) {
+        for (int64_t j = 0; j < cols; j++)
+            tmp[j] = gauss(&r) * 0.05f;
+        rc = llm_quantize_row(t, tmp, (uint8_t *)f->wdata + row * (size_t)i, cols);
+        llm_dequantize_row(t, (uint8_t *)f->wdata + row * (size_t)i, f->wdeq + i * cols, cols);
+    }
+    for (int64_t i = 0; i < n_tok * cols; i++)
+        f->x[i] = gauss(&r) * (i % 97 == 0 ? 4.0f : 1.0f); /* a few outliers per block */
+    free(tmp);
+    f->W.data = f->wdata;
+    return rc;
+}
+
+static void fixture_free(fixture *f)
+{
+    free(f->wdata);
+    free(f->wdeq);
+    free(f->x);
+}
+
+static float *run(const fixture *f, llm_pool *pool, const llm_kernels *k, int64_t n_tok, const float *x)
+{
+    float *y = malloc(sizeof(float) * (size_t)(n_tok * f->W.rows));
+    size_t scratch_n = llm_matmul_scratch(&f->W, n_tok);
+    void *scratch = scratch_n ? malloc(scratch_n) : NULL;
+    llm_matmul(pool, k, &f->W, x, n_tok, y, scratch);
+    free(scratch);
+    return y;
+}
+
+/* Returns the number of outputs outside the bound. */
+static int compare_reference(const fixture *f, const float *y)
+{
+    llm_type vdt = llm_vec_dot_type(f->W.type);
+    int bad = 0;
+    for (int64_t t = 0; t < f->n_tok; t++)
+        for (int64_t r = 0; r < f->W.rows; r++) {
+            const float *w = f->wdeq + r * f->W.cols, *x = f->x + t * f->W.cols;
+            double ref = 0;
+            for (int64_t i = 0; i < f->W.cols; i++)
+                ref += (double)w[i] * x[i];
+            double tol = act_error_bound(vdt, w, x, f->W.cols);
+            double got = y[t * f->W.rows + r];
+            if (!(fabs(got - ref) <= tol)) {
+                if (bad++ < 3)
+                    fprintf(stderr, "  %s [%lld x %lld] tok %lld row %lld: got %.7g want %.7g (tol %.3g)\n",
+                            llm_type_name(f->W.type), (long long)f->W.rows, (long long)f->W.cols, (long long)t,
+                            (long long)r, got, ref, tol);
+            }
+        }
+    return bad;
+}
+
+static void test_type(llm_type t, llm_pool *pools[3])
+{
+    static const struct {
+        int64_t rows, cols, n_tok;
+    } shapes[] = {{37, 256, 1}, {300, 512, 1}, {64, 768, 5}, {129, 256, 19}};
+    const llm_kernels *ks[2] = {llm_kernels_scalar(), llm_kernels_best()};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        fixture f;
+        if (fixture_make(&f, t, shapes[s].rows, shapes[s].cols, shapes[s].n_tok, 1000 + s)) {
+            CHECK_MSG(0, "%s: quantize_row failed", llm_type_name(t));
+            fixture_free(&f);
+            continue;
+        }
+        size_t ny = (size_t)(f.n_tok * f.W.rows) * sizeof(float);
+        for (int ki = 0; ki < 2; ki++) {
+            float *y1 = run(&f, pools[0], ks[ki], f.n_tok, f.x);
+            int bad = compare_reference(&f, y1);
+            CHECK_MSG(bad == 0, "%s %s [%lld x %lld] x %lld tokens: %d outputs outside the bound", ks[ki]->name,
+                      llm_type_name(t), (long long)f.W.rows, (long long)f.W.cols, (long long)f.n_tok, bad);
+            for (int p = 1; p < 3; p++) {
+                float *yp = run(&f, pools[p], ks[ki], f.n_tok, f.x);
+                CHECK_MSG(memcmp(y1, yp, ny) == 0, "%s %s: %d threads differ from 1 thread", ks[ki]->name,
+                          llm_type_name(t), p + 1);
+                free(yp);
+            }
+            /* A batch equals the tokens one at a time. */
+            if (f.n_tok > 1) {
+                int same = 1;
+                for (int64_t tk = 0; tk < f.n_tok && same; tk++) {
+                    float *y = run(&f, pools[1], ks[ki], 1, f.x + tk * f.W.cols);
+                    same = memcmp(y, y1 + tk * f.W.rows, (size_t)f.W.rows * sizeof(float)) == 0;
+                    free(y);
+                }
+                CHECK_MSG(same, "%s %s: batch differs from single tokens", ks[ki]->name, llm_type_name(t));
+            }
+            free(y1);
+        }
+        fixture_free(&f);
+    }
+}
+
+/* Hand-computed case independent of any quantizer: F32 weights [[1,2,...]] etc. */
+static void test_f32_exact(llm_pool *pool)
+{
+    float w[2 * 4] = {1, 2, 3, 4, -1, 0.5f, 0, 2};
+    float x[2 * 4] = {1, 1, 1, 1, 2, -2, 0.5f, 0};
+    llm_matrix W = {.type = LLM_F32, .rows = 2, .cols = 4, .data = w};
+    float y[4];
+    CHECK_EQ_INT(llm_matmul_scratch(&W, 2), 0);
+    llm_matmul(pool, llm_kernels_best(), &W, x, 2, y, NULL);
+    CHECK_NEAR(y[0], 10, 0);
+    CHECK_NEAR(y[1], 1.5, 0);
+    CHECK_NEAR(y[2], -0.5, 0); /* 2 - 4 + 1.5 */
+    CHECK_NEAR(y[3], -3, 0);  /* -2 - 1 */
+}
+
+int main(void)
+{
+    llm_pool *pools[3] = {llm_pool_new(1), llm_pool_new(2), llm_pool_new(3)};
+    test_f32_exact(pools[1]);
+    int tested = 0;
+    for (size_t i = 0; i < sizeof TYPES / sizeof *TYPES; i++) {
+        llm_type t = TYPES[i];
+        if (!llm_type_can_quantize(t) || !llm_kernels_scalar()->vec_dot[t]) {
+            fprintf(stderr, "note: %s not implemented by the kernels yet, not tested\n", llm_type_name(t));
+            continue;
+        }
+        test_type(t, pools);
+        tested++;
+    }
+    /* The formats every model file in ../shared uses must be there. */
+    static const llm_type must[] = {LLM_F32, LLM_F16, LLM_Q4_0, LLM_Q8_0, LLM_Q4_K, LLM_Q6_K};
+    for (size_t i = 0; i < sizeof must / sizeof *must; i++)
+        CHECK_MSG(llm_kernels_scalar()->vec_dot[must[i]] != NULL, "no kernel for %s", llm_type_name(must[i]));
+    CHECK(tested >= 6);
+    for (int p = 0; p < 3; p++)
+        llm_pool_free(pools[p]);
+    TEST_END("matmul");
+}
