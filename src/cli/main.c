@@ -13,6 +13,7 @@ typedef struct command {
 static const command COMMANDS[] = {
     {"inspect", cmd_inspect, "show what a GGUF file holds (--json, --tensors)"},
     {"quantize", cmd_quantize, "re-quantize a model file (IN OUT TYPE)"},
+    {"bench", cmd_bench, "benchmarks: kernels (and more, see --help)"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,39 @@
+/*
+ * bench — measurements that say how close llmap gets to the machine's limits: the memory read
+ * bandwidth (the roofline of token generation, which reads every weight once per token) and the
+ * throughput of matrix x vector products per weight type, reported as a ratio of the bandwidth
+ * measured in the same run (shared machines move absolute numbers by 2x between runs).
+ */
+#ifndef LLMAP_BENCH_H
+#define LLMAP_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kernels/kernels.h"
+#include "util/util.h"
+
+/* Sums `bytes` of memory (AVX2 when the CPU has it) split across the pool's threads; returns the
+ * best read bandwidth of `reps` passes in GB/s (1e9 bytes/s), or -1 when out of memory. */
+double llm_bench_bandwidth(llm_pool *pool, size_t bytes, int reps);
+
+/* The streaming sums behind llm_bench_bandwidth (returned so the loads cannot be optimized
+ * away). n is a multiple of 128 and p is 32-byte aligned. */
+uint64_t llm_bench_sum_scalar(const void *p, size_t n);
+uint64_t llm_bench_sum_avx2(const void *p, size_t n);
+
+typedef struct llm_kbench_opts {
+    size_t weight_bytes;  /* matrix size per type; should exceed the last-level cache */
+    size_t bw_bytes;      /* buffer of the bandwidth probe */
+    int64_t cols;         /* row length (multiple of 256) */
+    int reps;             /* best of */
+    int max_threads;      /* thread counts 1..max_threads are measured (powers of two and max) */
+    const char *types;    /* comma-separated type names; NULL: every type the kernels support */
+    FILE *out;
+} llm_kbench_opts;
+
+/* `llmap bench kernels`: bandwidth, then matrix x vector GB/s per type and thread count. */
+int llm_bench_kernels(const llm_kbench_opts *opts, llm_err *err);
+
+#endif

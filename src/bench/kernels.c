@@ -1,0 +1,163 @@
+/*
+ * llmap bench kernels: matrix x vector throughput per weight type, in GB/s of weights read,
+ * next to the memory read bandwidth measured in the same run.
+ *
+ * Each matrix is larger than the last-level cache (256 MiB by default against a 32 MiB L3), so
+ * every pass streams its weights from RAM exactly as token generation does; a ratio near 1 means
+ * the dot kernels keep up with memory. The matrix content is a few quantized random rows
+ * repeated: the arithmetic does not depend on the values, and quantizing 256 MiB with the
+ * reference quantizers would take longer than the measurement.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench/bench.h"
+
+#define DISTINCT_ROWS 16
+
+static const llm_type DEFAULT_TYPES[] = {LLM_F32,  LLM_F16,  LLM_BF16, LLM_Q4_0, LLM_Q4_1,
+                                         LLM_Q5_0, LLM_Q5_1, LLM_Q8_0, LLM_Q2_K, LLM_Q3_K,
+                                         LLM_Q4_K, LLM_Q5_K, LLM_Q6_K};
+
+static uint64_t next_rand(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Fills rows x cols of type t in buf with DISTINCT_ROWS quantized random rows, repeated. */
+static int fill_matrix(llm_type t, void *buf, int64_t rows, int64_t cols, float *tmp)
+{
+    size_t rb = llm_row_size(t, cols);
+    uint64_t s = 42;
+    for (int64_t r = 0; r < rows && r < DISTINCT_ROWS; r++) {
+        for (int64_t i = 0; i < cols; i++)
+            tmp[i] = (float)((double)(next_rand(&s) >> 11) * 0x1.0p-53 - 0.5);
+        if (llm_quantize_row(t, tmp, (uint8_t *)buf + rb * (size_t)r, cols))
+            return -1;
+    }
+    for (int64_t r = DISTINCT_ROWS; r < rows; r++)
+        memcpy((uint8_t *)buf + rb * (size_t)r, (uint8_t *)buf + rb * (size_t)(r % DISTINCT_ROWS), rb);
+    return 0;
+}
+
+/* Best GB/s of reps matrix x vector products. */
+static double time_matvec(llm_pool *pool, const llm_kernels *k, const llm_matrix *W, const float *x, float *y,
+                          void *scratch, int reps)
+{
+    size_t bytes = llm_row_size(W->type, W->cols) * (size_t)W->rows;
+    llm_matmul(pool, k, W, x, 1, y, scratch); /* warm-up: page tables, pool wake-up */
+    double best = 0;
+    for (int r = 0; r < reps; r++) {
+        double t0 = llm_now();
+        llm_matmul(pool, k, W, x, 1, y, scratch);
+        double gbps = (double)bytes / (llm_now() - t0) / 1e9;
+        if (gbps > best)
+            best = gbps;
+    }
+    return best;
+}
+
+static int parse_types(const char *list, llm_type *out, int max, llm_err *err)
+{
+    int n = 0;
+    if (!list) {
+        for (size_t i = 0; i < sizeof DEFAULT_TYPES / sizeof *DEFAULT_TYPES; i++)
+            if (llm_type_can_quantize(DEFAULT_TYPES[i]) && llm_kernels_best()->vec_dot[DEFAULT_TYPES[i]])
+                out[n++] = DEFAULT_TYPES[i];
+        return n;
+    }
+    char *copy = llm_xstrdup(list), *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok && n < max; tok = strtok_r(NULL, ",", &save)) {
+        int t = llm_type_from_name(tok);
+        if (t < 0 || !llm_type_can_quantize((llm_type)t) || !llm_kernels_best()->vec_dot[t]) {
+            llm_errf(err, "type '%s' is not supported by the kernels", tok);
+            free(copy);
+            return -1;
+        }
+        out[n++] = (llm_type)t;
+    }
+    free(copy);
+    return n;
+}
+
+int llm_bench_kernels(const llm_kbench_opts *o, llm_err *err)
+{
+    llm_type types[64];
+    int n_types = parse_types(o->types, types, 64, err);
+    if (n_types < 0)
+        return -1;
+    int n_thr = 0, thr[8];
+    for (int t = 1; t <= o->max_threads && n_thr < 7; t *= 2)
+        thr[n_thr++] = t;
+    if (thr[n_thr - 1] != o->max_threads)
+        thr[n_thr++] = o->max_threads;
+    llm_pool *pools[8];
+    for (int i = 0; i < n_thr; i++)
+        pools[i] = llm_pool_new(thr[i]);
+
+    const llm_kernels *k = llm_kernels_best();
+    double bw[8];
+    fprintf(o->out, "kernels: %s; matrix %zu MiB per type, %lld columns; best of %d\n", k->name,
+            o->weight_bytes >> 20, (long long)o->cols, o->reps);
+    fprintf(o->out, "memory read bandwidth (%zu MiB):", o->bw_bytes >> 20);
+    for (int i = 0; i < n_thr; i++) {
+        bw[i] = llm_bench_bandwidth(pools[i], o->bw_bytes, o->reps);
+        fprintf(o->out, "  %d thread%s %.1f GB/s", thr[i], thr[i] > 1 ? "s" : "", bw[i]);
+    }
+    fprintf(o->out, "\n\n%-6s %8s", "type", "MiB");
+    for (int i = 0; i < n_thr; i++)
+        fprintf(o->out, "   %dT GB/s  ratio", thr[i]);
+    fputc('\n', o->out);
+    fflush(o->out);
+
+    int rc = 0;
+    size_t cap = o->weight_bytes + 4096;
+    void *wbuf = NULL;
+    float *x = llm_xmalloc(sizeof(float) * (size_t)o->cols);
+    float *tmp = llm_xmalloc(sizeof(float) * (size_t)o->cols);
+    uint64_t s = 7;
+    for (int64_t i = 0; i < o->cols; i++)
+        x[i] = (float)((double)(next_rand(&s) >> 11) * 0x1.0p-53 - 0.5);
+    if (posix_memalign(&wbuf, 4096, cap)) {
+        rc = llm_errf(err, "out of memory for a %zu MiB matrix", cap >> 20);
+        goto done;
+    }
+    for (int ti = 0; ti < n_types && !rc; ti++) {
+        llm_type t = types[ti];
+        size_t rb = llm_row_size(t, o->cols);
+        llm_matrix W = {.type = t, .rows = (int64_t)(o->weight_bytes / rb), .cols = o->cols, .data = wbuf};
+        if (fill_matrix(t, wbuf, W.rows, W.cols, tmp)) {
+            rc = llm_errf(err, "cannot quantize to %s", llm_type_name(t));
+            break;
+        }
+        float *y = llm_xmalloc(sizeof(float) * (size_t)W.rows);
+        size_t sn = llm_matmul_scratch(&W, 1);
+        void *scratch = sn ? llm_xmalloc(sn) : NULL;
+        fprintf(o->out, "%-6s %8.0f", llm_type_name(t), (double)(rb * (size_t)W.rows) / (1 << 20));
+        for (int i = 0; i < n_thr; i++) {
+            double g = time_matvec(pools[i], k, &W, x, y, scratch, o->reps);
+            fprintf(o->out, "   %7.1f  %5.2f", g, bw[i] > 0 ? g / bw[i] : 0.0);
+            fflush(o->out);
+        }
+        fputc('\n', o->out);
+        free(scratch);
+        free(y);
+    }
+    if (!rc) {
+        fprintf(o->out, "\nbandwidth again:");
+        for (int i = 0; i < n_thr; i++)
+            fprintf(o->out, "  %d thread%s %.1f GB/s", thr[i], thr[i] > 1 ? "s" : "",
+                    llm_bench_bandwidth(pools[i], o->bw_bytes, o->reps));
+        fprintf(o->out, "  (the machine is shared: a large drift means the ratios are noisy)\n");
+    }
+done:
+    free(wbuf);
+    free(x);
+    free(tmp);
+    for (int i = 0; i < n_thr; i++)
+        llm_pool_free(pools[i]);
+    return rc;
+}
