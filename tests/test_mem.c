@@ -159,6 +159,67 @@ static void test_counters(void)
     CHECK_EQ_INT(llm_sysmem_usable(&s), 1000);
 }
 
+static void test_thrash(void)
+{
+    llm_thrash t;
+    llm_thrash_init(&t, 100u << 20, 20.0);
+    int fired = 0;
+    for (int i = 0; i < 100; i++) /* resident: no reads, no major faults, 25 tokens/s */
+        fired += llm_thrash_observe(&t, 0, 0, 0.04);
+    CHECK_EQ_INT(fired, 0);
+    llm_thrash_init(&t, 100u << 20, 20.0);
+    for (int i = 0; i < 100; i++) /* 80 MB from disk per token at 1 token/s */
+        fired += llm_thrash_observe(&t, 600, 80u << 20, 1.0);
+    CHECK_EQ_INT(fired, 1);
+    CHECK_CONTAINS(t.message, "84 MB read from disk per token (80% of the weights)");
+    CHECK_CONTAINS(t.message, "1.00 tokens/s where resident it would reach ~20.0 tokens/s");
+    llm_thrash_init(&t, 100u << 20, 20.0);
+    fired = 0;
+    for (int i = 0; i < 100; i++) /* heavy reads but still at resident speed (fast disk): quiet */
+        fired += llm_thrash_observe(&t, 100, 80u << 20, 0.05);
+    CHECK_EQ_INT(fired, 0);
+}
+
+/* Eight 1 MiB "layers", budget for the hot range + 3 layers + the window: the first layers stay
+ * resident, the streamed ones are dropped behind use and the bytes read are right. */
+static void test_stream(void)
+{
+    char *path = make_file(FILE_SIZE);
+    evict(path);
+    llm_map m;
+    llm_err err;
+    CHECK(llm_map_open(&m, path, NULL, &err) == 0);
+    llm_range layers[7], hot = {0, 1u << 20};
+    for (int i = 0; i < 7; i++)
+        layers[i] = (llm_range){(uint64_t)(i + 1) << 20, 1u << 20};
+    llm_stream *s = llm_stream_new(&m, layers, 7, &hot, 1, (1u << 20) * 7, 2, &err);
+    CHECK(s != NULL);
+    CHECK_EQ_INT(llm_stream_first_streamed(s), 3); /* 7 MiB - hot - 3 MiB window = 3 layers */
+    uint64_t sum_ok = 1;
+    for (int token = 0; token < 3; token++)
+        for (int il = 0; il < 7; il++) {
+            llm_stream_layer(s, il);
+            CHECK_MSG(llm_map_resident(&m, layers[il].off, layers[il].len) == layers[il].len,
+                      "layer %d not resident when computed", il);
+            uint64_t off = layers[il].off + 12345;
+            sum_ok &= m.base[off] == (uint8_t)(off * 31 + (off >> 12));
+        }
+    CHECK(sum_ok);
+    llm_stream_layer(s, 0); /* next token: layer 6 is behind and dropped */
+    CHECK_MSG(llm_map_resident(&m, layers[6].off, layers[6].len) < layers[6].len / 2, "streamed layer kept");
+    CHECK_EQ_INT(llm_map_resident(&m, layers[1].off, layers[1].len), layers[1].len);
+    CHECK_EQ_INT(llm_map_resident(&m, hot.off, hot.len), hot.len);
+    llm_stream_free(s);
+    llm_map_opts ro = {.mode = LLM_MAP_READ};
+    llm_map r;
+    CHECK(llm_map_open(&r, path, &ro, &err) == 0);
+    CHECK(llm_stream_new(&r, layers, 7, &hot, 1, 1u << 20, 2, &err) == NULL);
+    CHECK_CONTAINS(err.msg, "streaming needs a memory-mapped model");
+    llm_map_close(&r);
+    llm_map_close(&m);
+    unlink(path);
+}
+
 int main(void)
 {
     char *path = strdup(make_file(FILE_SIZE));
@@ -168,6 +229,8 @@ int main(void)
     test_truncated_while_mapped();
     test_open_errors();
     test_counters();
+    test_thrash();
+    test_stream();
     unlink(path);
     free(path);
     TEST_END("mem");

@@ -172,6 +172,12 @@ void llm_map_advise(const llm_map *m, uint64_t off, uint64_t len, llm_advice adv
     plat_advise(m->base + start, len + (off - start), advice);
 }
 
+void llm_map_drop_cache(const llm_map *m, uint64_t off, uint64_t len)
+{
+    if (m->mode == LLM_MAP_MMAP && m->fd >= 0)
+        plat_drop_cache(m->fd, off, len);
+}
+
 uint64_t llm_map_resident(const llm_map *m, uint64_t off, uint64_t len)
 {
     if (off >= m->size)

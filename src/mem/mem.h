@@ -61,6 +61,47 @@ void llm_map_advise(const llm_map *m, uint64_t off, uint64_t len, llm_advice adv
 /* Bytes of [off, off+len) resident in RAM (page granularity). READ mode: all of it. */
 uint64_t llm_map_resident(const llm_map *m, uint64_t off, uint64_t len);
 
+/* Drops [off, off+len) of the file from the page cache (after DONTNEED unmapped it here), so
+ * streamed layers don't push resident ones out. Pages other processes map are kept. */
+void llm_map_drop_cache(const llm_map *m, uint64_t off, uint64_t len);
+
+/* ---- streaming (stream.c) ------------------------------------------------------------------ */
+
+typedef struct llm_range {
+    uint64_t off, len; /* bytes of the file */
+} llm_range;
+
+typedef struct llm_stream llm_stream;
+
+/* Plans streaming for a model whose layer i occupies layers[i] of the file: the hot ranges and
+ * as many leading layers as fit in budget bytes stay resident, the rest are prefetched
+ * `lookahead` layers ahead of use by a helper thread and dropped behind. NULL with err when the
+ * map is not a file mapping. */
+llm_stream *llm_stream_new(const llm_map *m, const llm_range *layers, int n_layers, const llm_range *hot,
+                           int n_hot, uint64_t budget, int lookahead, llm_err *err);
+void llm_stream_free(llm_stream *s);
+/* Before computing layer il (every token walks 0..n_layers-1). */
+void llm_stream_layer(llm_stream *s, int il);
+int llm_stream_first_streamed(const llm_stream *s);
+uint64_t llm_stream_resident_bytes(const llm_stream *s);
+
+/* ---- thrash detection (thrash.c) ----------------------------------------------------------- */
+
+typedef struct llm_thrash {
+    uint64_t bytes_per_token; /* weights read per generated token */
+    double resident_tok_s;    /* expected speed when resident; 0 = unknown */
+    uint64_t faults, read;
+    double seconds;
+    int tokens;
+    bool warned;
+    char message[512];
+} llm_thrash;
+
+void llm_thrash_init(llm_thrash *t, uint64_t bytes_per_token, double resident_tok_s);
+/* Feeds one generated token's counter deltas; true exactly once, when generation is found to be
+ * paging-bound (then t->message says so, with numbers and advice). */
+bool llm_thrash_observe(llm_thrash *t, uint64_t major_faults, uint64_t read_bytes, double seconds);
+
 /* Counters of this process at one instant; differences of two samples give an interval. */
 typedef struct llm_mem_sample {
     double t;              /* seconds, monotonic */

@@ -126,6 +126,15 @@ void plat_advise(void *p, uint64_t size, llm_advice advice)
     madvise(p, size, advice_flag(advice));
 }
 
+void plat_drop_cache(int fd, uint64_t off, uint64_t len)
+{
+#ifdef POSIX_FADV_DONTNEED
+    posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
+#else
+    (void)fd, (void)off, (void)len;
+#endif
+}
+
 uint64_t plat_resident(const void *p, uint64_t size)
 {
     uint64_t ps = plat_page_size();

@@ -26,6 +26,7 @@ int plat_read_full(int fd, void *dst, uint64_t size); /* 0, or -1 with errno */
 int plat_mlock(void *p, uint64_t size);
 uint64_t plat_memlock_limit(void);                    /* UINT64_MAX when unlimited */
 void plat_advise(void *p, uint64_t size, llm_advice advice);
+void plat_drop_cache(int fd, uint64_t off, uint64_t len);
 uint64_t plat_resident(const void *p, uint64_t size);
 void plat_sample(llm_mem_sample *s);
 void plat_sysmem(llm_sysmem *s);
