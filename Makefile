@@ -5,7 +5,7 @@
 #   make run        install what is missing, build, chat with a default model
 #   make test       install what is missing, build, run the suite (plain, ASan+UBSan, bounded fuzz)
 #   make asan       the suite under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
+#   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS shared by all targets
 #   make bench      benchmarks (kernels, tokenizers, generation)
 #
 # BUILD=dir keeps several build trees apart (e.g. one per sanitizer or per developer).
