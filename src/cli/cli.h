@@ -9,6 +9,15 @@
 #define LLMAP_VERSION "0.1.0"
 
 int cmd_inspect(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_create(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_cp(int argc, char **argv);
+int cmd_ps(int argc, char **argv);
+int cmd_store(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 

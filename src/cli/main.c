@@ -12,6 +12,15 @@ typedef struct command {
 
 static const command COMMANDS[] = {
     {"inspect", cmd_inspect, "show what a GGUF file holds (--json, --tensors)"},
+    {"pull", cmd_pull, "download a model (GGUF URL or registry), resumable, verified"},
+    {"import", cmd_import, "add a local GGUF file to the store under a name"},
+    {"create", cmd_create, "create a model from a Modelfile (-f FILE)"},
+    {"list", cmd_list, "list the models in the store (--json)"},
+    {"show", cmd_show, "show a model's metadata and settings (--json)"},
+    {"rm", cmd_rm, "remove models from the store"},
+    {"cp", cmd_cp, "copy a model to a new name"},
+    {"ps", cmd_ps, "models loaded by a running server (--json)"},
+    {"store", cmd_store, "store maintenance: check [--fix], path"},
     {"quantize", cmd_quantize, "re-quantize a model file (IN OUT TYPE)"},
     {"bench", cmd_bench, "benchmarks: kernels (and more, see --help)"},
 };

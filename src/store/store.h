@@ -93,6 +93,9 @@ typedef struct llm_params {
  * -1 with err for an unknown key or a value that does not parse or is out of range. */
 int llm_params_set(llm_params *p, const char *key, const char *value, llm_err *err);
 void llm_params_free(llm_params *p);
+/* Parameters from a JSON object ({"temperature":0.7,"stop":["a"]}, the Ollama params layer).
+ * lenient: keys llmap does not know are skipped instead of rejected. */
+int llm_params_from_json(llm_params *p, const char *json, size_t len, bool lenient, llm_err *err);
 
 typedef struct llm_manifest {
     char *name;          /* canonical name:tag */
@@ -136,9 +139,20 @@ void llm_model_list_free(llm_model_list *l);
 /* Adds a GGUF file under name: checks it parses as GGUF, hashes it (SHA-256, streaming), then
  * hard-links / reflinks it into blobs/ when possible and copies otherwise. */
 int llm_store_import(llm_store *s, const char *gguf_path, const char *name, llm_err *err);
-/* Adds a blob from a file already in tmp/ whose digest is known and verified: renames it to
- * its digest name (the file is consumed). */
-int llm_store_adopt_blob(llm_store *s, const char *tmp_path, const char *digest, llm_err *err);
+/* Commits a model: when tmp_path is not NULL it is a file in the store's tmp dir whose
+ * SHA-256 is already verified to be m->digest; it becomes the blob (consumed; dropped when the
+ * blob already exists). Then m's manifest is written. Done under the store lock so a
+ * concurrent garbage collection cannot remove the blob between the two steps. */
+int llm_store_add(llm_store *s, const char *tmp_path, const llm_manifest *m, llm_err *err);
+
+/* The store lock, for long operations (import, pull) that must not race a garbage
+ * collection or `check --fix`: shared for adders, exclusive for collectors. Returns -1 with
+ * err when nonblocking and busy. llm_store_close releases it. */
+int llm_store_lock(llm_store *s, bool exclusive, bool nonblocking, llm_err *err);
+void llm_store_unlock(llm_store *s);
+
+/* A unique path in the store's tmp dir: "<tmp>/<prefix>-<pid>-<counter>-<random>", malloc'd. */
+char *llm_store_tmpname(llm_store *s, const char *prefix);
 
 /* Removes a name (manifest first) then every blob no manifest references. */
 int llm_store_rm(llm_store *s, const char *name, llm_err *err);
@@ -151,6 +165,67 @@ int llm_store_gc(llm_store *s, llm_err *err);
  * appended to report (one line each) and counted in *n_problems. With fix, leftover temp
  * files and unreferenced blobs are removed. */
 int llm_store_check(llm_store *s, bool fix, llm_buf *report, int *n_problems, llm_err *err);
+
+/* ---- Modelfile (`llmap create NAME -f FILE`) ----------------------------------------------
+ *
+ *   # comment
+ *   FROM ./model.gguf | existing-name[:tag]
+ *   PARAMETER temperature 0.7
+ *   PARAMETER stop "<|im_end|>"
+ *   SYSTEM You are terse.
+ *   TEMPLATE """{{ .System }} ... multi-line ..."""
+ *
+ * Instructions are case-insensitive; arguments are the rest of the line, a "quoted string"
+ * (escapes \" \\ \n \t) or a """triple-quoted""" string that may span lines. Errors name
+ * the line: "Modelfile:3: ...". */
+typedef struct llm_modelfile {
+    char *from;
+    int from_line;
+    char *template_str, *system;
+    llm_params params;
+} llm_modelfile;
+
+#define LLM_MODELFILE_MAX (1u << 20)
+
+int llm_modelfile_parse(const char *text, size_t len, const char *fname, llm_modelfile *mf, llm_err *err);
+void llm_modelfile_free(llm_modelfile *mf);
+/* Reads and parses modelfile_path, resolves FROM (a path relative to the Modelfile's
+ * directory, or a name in the store, whose settings are inherited) and stores the result as
+ * name. */
+int llm_store_create(llm_store *s, const char *name, const char *modelfile_path, llm_err *err);
+
+/* ---- pull ---------------------------------------------------------------------------------
+ *
+ * Sources (`llmap pull SOURCE [NAME]`):
+ *   http(s)://host/path/model.gguf[#sha256=HEX]   one GGUF file (path ends in .gguf)
+ *   http(s)://host[:port]/ns/name[:tag]           an OCI/Docker distribution registry in the
+ *   registry://host[:port]/ns/name[:tag]          layout Ollama's uses (registry:// = https)
+ *   name[:tag] | ns/name[:tag]                    registry.ollama.ai (namespace "library")
+ * A direct download resumes from the partial file kept in the store's tmp dir (HTTP Range);
+ * registry blobs are verified against their digests, a file against --sha256 / #sha256= when
+ * given. Nothing is listed until its blob is complete and verified. */
+typedef struct llm_pull_opts {
+    const char *name;     /* local name; NULL = derived from the source */
+    const char *sha256;   /* expected SHA-256 (64 hex) of a direct download, NULL = none */
+    uint64_t rate_limit;  /* bytes per second, 0 = unlimited (tests: LLMAP_PULL_RATE_LIMIT) */
+    int progress;         /* 0 quiet, 1 plain periodic lines, 2 progress bar (terminal) */
+} llm_pull_opts;
+
+typedef struct llm_pull_source {
+    int kind;          /* LLM_PULL_FILE or LLM_PULL_REGISTRY */
+    char *url;         /* FILE: the URL without fragment */
+    char *base;        /* REGISTRY: "scheme://host[:port]" */
+    char *repo;        /* REGISTRY: "ns/name" */
+    char *tag;         /* REGISTRY: tag ("latest" when absent) */
+    char sha256[65];   /* FILE: from #sha256=HEX, "" when absent */
+} llm_pull_source;
+
+enum { LLM_PULL_FILE = 1, LLM_PULL_REGISTRY = 2 };
+
+int llm_pull_parse_source(const char *source, llm_pull_source *out, llm_err *err);
+void llm_pull_source_free(llm_pull_source *ps);
+/* Pulls source into the store; *pulled_name (malloc'd, may be NULL) gets the local name. */
+int llm_store_pull(llm_store *s, const char *source, const llm_pull_opts *o, char **pulled_name, llm_err *err);
 
 /* ---- helpers shared with pull ------------------------------------------------------------ */
 
