@@ -1,0 +1,250 @@
+/*
+ * models — what the server knows about model files without loading them: client names
+ * ("tiny-llama-q8_0", "tiny-llama-q8_0:latest", "tiny-llama-q8_0.gguf") mapped to GGUF
+ * files of the models directory, and their metadata for /api/tags, /api/show and /api/ps.
+ *
+ * Names come from the network, so they are checked before any file system call: only
+ * [A-Za-z0-9._-] with an optional ":tag", no leading dot, no "..", no separators — a request
+ * can never name a file outside the models directory.
+ */
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "gguf/gguf.h"
+#include "mem/mem.h"
+#include "server/server.h"
+
+static const char *models_dir(const server_opts *o, char *buf, size_t n)
+{
+    if (o->models_dir)
+        return o->models_dir;
+    const char *env = getenv("LLMAP_MODELS");
+    if (env && *env)
+        return env;
+    const char *home = getenv("HOME");
+    snprintf(buf, n, "%s/.llmap/models", home ? home : ".");
+    return buf;
+}
+
+static bool name_char_ok(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+           ch == '_' || ch == '-';
+}
+
+/* Splits "stem[:tag]" and checks both parts; stem loses a ".gguf" suffix. */
+static int split_name(const char *name, char *stem, size_t stem_n, char *tag, size_t tag_n, llm_err *err)
+{
+    size_t len = strlen(name);
+    if (len == 0)
+        return llm_errf(err, "model name is empty");
+    if (len >= stem_n)
+        return llm_errf(err, "model name is too long (%zu bytes)", len);
+    const char *colon = strchr(name, ':');
+    size_t stem_len = colon ? (size_t)(colon - name) : len;
+    const char *t = colon ? colon + 1 : "latest";
+    if (stem_len == 0 || !*t || strlen(t) >= tag_n)
+        return llm_errf(err, "invalid model name '%s'", name);
+    for (size_t i = 0; i < stem_len; i++)
+        if (!name_char_ok(name[i]))
+            return llm_errf(err, "invalid model name '%s': only letters, digits, '.', '_' and '-' are allowed", name);
+    for (const char *p = t; *p; p++)
+        if (!name_char_ok(*p))
+            return llm_errf(err, "invalid model tag in '%s'", name);
+    if (name[0] == '.' || t[0] == '.' || strstr(name, ".."))
+        return llm_errf(err, "invalid model name '%s'", name);
+    memcpy(stem, name, stem_len);
+    stem[stem_len] = 0;
+    if (stem_len > 5 && !strcmp(stem + stem_len - 5, ".gguf"))
+        stem[stem_len - 5] = 0;
+    snprintf(tag, tag_n, "%s", t);
+    return 0;
+}
+
+int models_resolve(const server_opts *o, const char *name, char **path, char **canonical, int *status,
+                   llm_err *err)
+{
+    char stem[256], tag[128], dirbuf[1024];
+    *path = *canonical = NULL;
+    if (split_name(name, stem, sizeof stem, tag, sizeof tag, err)) {
+        *status = 400;
+        return -1;
+    }
+    const char *dir = models_dir(o, dirbuf, sizeof dirbuf);
+    char file[1536];
+    /* "latest" is the plain file; another tag t names the file "<stem>-<t>.gguf". */
+    if (!strcmp(tag, "latest"))
+        snprintf(file, sizeof file, "%s/%s.gguf", dir, stem);
+    else
+        snprintf(file, sizeof file, "%s/%s-%s.gguf", dir, stem, tag);
+    struct stat st;
+    if (stat(file, &st) || !S_ISREG(st.st_mode)) {
+        *status = 404;
+        return llm_errf(err, "model '%s' not found", name);
+    }
+    *path = llm_xstrdup(file);
+    char canon[400];
+    snprintf(canon, sizeof canon, "%s:%s", stem, tag);
+    *canonical = llm_xstrdup(canon);
+    return 0;
+}
+
+/* general.file_type (llama.cpp's LLAMA_FTYPE values) as Ollama's quantization_level. */
+static const char *ftype_name(uint32_t ft)
+{
+    static const struct { uint32_t v; const char *name; } T[] = {
+        {0, "F32"}, {1, "F16"}, {2, "Q4_0"}, {3, "Q4_1"}, {7, "Q8_0"}, {8, "Q5_0"}, {9, "Q5_1"},
+        {10, "Q2_K"}, {11, "Q3_K_S"}, {12, "Q3_K_M"}, {13, "Q3_K_L"}, {14, "Q4_K_S"}, {15, "Q4_K_M"},
+        {16, "Q5_K_S"}, {17, "Q5_K_M"}, {18, "Q6_K"}, {32, "BF16"},
+    };
+    for (size_t i = 0; i < sizeof T / sizeof *T; i++)
+        if (T[i].v == ft)
+            return T[i].name;
+    return "unknown";
+}
+
+static uint32_t arch_u32(const gguf_file *f, const char *arch, const char *key)
+{
+    char full[256];
+    uint32_t v = 0;
+    snprintf(full, sizeof full, "%s.%s", arch, key);
+    if (gguf_get_u32(f, full, &v, NULL))
+        return 0;
+    return v;
+}
+
+int model_meta_read(const char *path, const char *canonical, model_meta *m, llm_err *err)
+{
+    memset(m, 0, sizeof *m);
+    llm_map map;
+    if (llm_map_open(&map, path, NULL, err))
+        return -1;
+    gguf_file f;
+    if (gguf_parse(&f, path, map.base, map.size, err)) {
+        gguf_free(&f);
+        llm_map_close(&map);
+        return -1;
+    }
+    m->name = llm_xstrdup(canonical);
+    m->path = llm_xstrdup(path);
+    m->file_size = map.size;
+    m->arch = gguf_arch(&f);
+    if (!m->arch)
+        m->arch = llm_xstrdup("unknown");
+    m->general_name = gguf_get_str(&f, "general.name", NULL);
+    m->chat_template = gguf_get_str(&f, "tokenizer.chat_template", NULL);
+    uint32_t ft;
+    m->quant = llm_xstrdup(gguf_get_u32(&f, "general.file_type", &ft, NULL) ? "unknown" : ftype_name(ft));
+    for (uint64_t i = 0; i < f.n_tensors; i++)
+        m->n_params += gguf_tensor_nelements(&f.tensors[i]);
+    m->ctx_len = arch_u32(&f, m->arch, "context_length");
+    m->n_embd = arch_u32(&f, m->arch, "embedding_length");
+    m->n_layer = arch_u32(&f, m->arch, "block_count");
+    m->n_head = arch_u32(&f, m->arch, "attention.head_count");
+    m->n_head_kv = arch_u32(&f, m->arch, "attention.head_count_kv");
+    const gguf_kv *tokens = gguf_find(&f, "tokenizer.ggml.tokens");
+    m->n_vocab = tokens && tokens->type == GGUF_ARRAY ? (uint32_t)tokens->arr_n : 0;
+    struct stat st;
+    m->mtime = stat(path, &st) ? 0 : st.st_mtime;
+    gguf_free(&f);
+    llm_map_close(&map);
+    return 0;
+}
+
+void model_meta_free(model_meta *m)
+{
+    free(m->name);
+    free(m->path);
+    free(m->arch);
+    free(m->general_name);
+    free(m->quant);
+    free(m->chat_template);
+    memset(m, 0, sizeof *m);
+}
+
+void model_metas_free(model_meta *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        model_meta_free(&v[i]);
+    free(v);
+}
+
+static int meta_cmp(const void *a, const void *b)
+{
+    return strcmp(((const model_meta *)a)->name, ((const model_meta *)b)->name);
+}
+
+int models_list(const server_opts *o, model_meta **out, size_t *n, llm_err *err)
+{
+    char dirbuf[1024];
+    const char *dir = models_dir(o, dirbuf, sizeof dirbuf);
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0; /* no models directory yet: no models */
+    size_t cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len <= 5 || strcmp(e->d_name + len - 5, ".gguf") || e->d_name[0] == '.')
+            continue;
+        char path[2048], canon[300];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        snprintf(canon, sizeof canon, "%.*s:latest", (int)(len - 5), e->d_name);
+        model_meta m;
+        llm_err e2;
+        if (model_meta_read(path, canon, &m, &e2))
+            continue; /* not a readable GGUF: not a model we can serve */
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            *out = llm_xrealloc(*out, cap * sizeof **out);
+        }
+        (*out)[(*n)++] = m;
+    }
+    closedir(d);
+    if (*n)
+        qsort(*out, *n, sizeof **out, meta_cmp);
+    (void)err;
+    return 0;
+}
+
+uint64_t model_file_resident(const char *path)
+{
+    llm_map map;
+    llm_err err;
+    if (llm_map_open(&map, path, NULL, &err))
+        return 0;
+    uint64_t r = llm_map_resident(&map, 0, map.size);
+    llm_map_close(&map);
+    return r;
+}
+
+static void format_params(char *buf, size_t n, uint64_t p)
+{
+    if (p >= 1000000000ull)
+        snprintf(buf, n, "%.1fB", p / 1e9);
+    else if (p >= 1000000ull)
+        snprintf(buf, n, "%.2fM", p / 1e6);
+    else
+        snprintf(buf, n, "%.2fK", p / 1e3);
+}
+
+cJSON *model_details_json(const model_meta *m)
+{
+    cJSON *d = cJSON_CreateObject();
+    char ps[32];
+    format_params(ps, sizeof ps, m->n_params);
+    cJSON_AddStringToObject(d, "parent_model", "");
+    cJSON_AddStringToObject(d, "format", "gguf");
+    cJSON_AddStringToObject(d, "family", m->arch);
+    cJSON *fams = cJSON_AddArrayToObject(d, "families");
+    cJSON_AddItemToArray(fams, cJSON_CreateString(m->arch));
+    cJSON_AddStringToObject(d, "parameter_size", ps);
+    cJSON_AddStringToObject(d, "quantization_level", m->quant);
+    return d;
+}
