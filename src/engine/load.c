@@ -1,0 +1,161 @@
+/*
+ * load.c — llmap_model: loading a GGUF file into weights + vocabulary + chat template,
+ * describing it, and rendering chats with its template.
+ *
+ * Errors from the layers below already name the file and the field; this layer only adds
+ * what the user was doing. Warnings that do not stop loading (mlock refused, no chat template)
+ * go to stderr, the ones a user should not miss even without --verbose.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "text/template.h"
+
+void llmap_load_opts_default(llmap_load_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->mode = LLMAP_LOAD_AUTO;
+}
+
+static void copy_err(const llm_err *e, char *err, size_t errlen)
+{
+    if (err && errlen)
+        snprintf(err, errlen, "%s", e->msg);
+}
+
+/* The text of a special token for the template's bos_token / eos_token variables. */
+static char *special_text(const llm_vocab *v, int32_t id)
+{
+    size_t len = 0;
+    const char *t = id >= 0 ? llm_token_text(v, id, &len) : NULL;
+    return t ? llm_xstrndup(t, len) : llm_xstrdup("");
+}
+
+static char *model_name(const gguf_file *f, const char *path)
+{
+    if (gguf_find(f, "general.name")) {
+        llm_err e;
+        char *n = gguf_get_str(f, "general.name", &e);
+        if (n && *n)
+            return n;
+        free(n);
+    }
+    const char *slash = strrchr(path, '/');
+    return llm_xstrdup(slash ? slash + 1 : path);
+}
+
+int llmap_model_load(const char *path, const llmap_load_opts *opts, llmap_model **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    llmap_load_opts def;
+    if (!opts) {
+        llmap_load_opts_default(&def);
+        opts = &def;
+    }
+    llmap_model *mm = llm_xcalloc(1, sizeof *mm);
+    mm->opts = *opts;
+    llm_err e = {{0}};
+    double t0 = llm_now();
+    /* READ copies the file; every other mode starts from the shared mapping (the streaming
+     * mode's prefetch/release is layered on the mapping by the model, not chosen here). */
+    llm_map_opts mo = {.mode = opts->mode == LLMAP_LOAD_READ ? LLM_MAP_READ : LLM_MAP_MMAP, .mlock = opts->mlock};
+    if (llm_model_load(&mm->m, path, &mo, &e)) {
+        copy_err(&e, err, errlen);
+        free(mm);
+        return -1;
+    }
+    if (llm_vocab_load(&mm->m.gguf, &mm->vocab, &e)) {
+        llm_err_prefix(&e, "%s: tokenizer", path);
+        goto fail;
+    }
+    if ((uint32_t)llm_vocab_n(mm->vocab) != mm->m.hp.n_vocab) {
+        llm_errf(&e, "%s: tokenizer has %d tokens but token_embd.weight has %u rows", path, llm_vocab_n(mm->vocab),
+                 mm->m.hp.n_vocab);
+        goto fail;
+    }
+    if (gguf_find(&mm->m.gguf, "tokenizer.chat_template")) {
+        mm->chat_template = gguf_get_str(&mm->m.gguf, "tokenizer.chat_template", &e);
+        if (!mm->chat_template)
+            goto fail;
+    }
+    mm->name = model_name(&mm->m.gguf, path);
+    mm->bos_text = special_text(mm->vocab, llm_vocab_bos(mm->vocab));
+    mm->eos_text = special_text(mm->vocab, llm_vocab_eos(mm->vocab));
+    mm->load_seconds = llm_now() - t0;
+
+    if (mm->m.map.warning[0])
+        fprintf(stderr, "llmap: warning: %s\n", mm->m.map.warning);
+    if (opts->verbose) {
+        if (!mm->chat_template)
+            fprintf(stderr, "llmap: %s has no chat template; chats use ChatML\n", path);
+        fprintf(stderr, "llmap: loaded %s (%s, %.1fM parameters, %.1f MiB of weights, %s) in %.3f s\n", path,
+                mm->m.hp.arch_name, (double)mm->m.n_params / 1e6, (double)mm->m.weight_bytes / 1048576.0,
+                mm->m.map.mode == LLM_MAP_READ ? "read into memory" : "memory-mapped", mm->load_seconds);
+    }
+    *out = mm;
+    return 0;
+fail:
+    copy_err(&e, err, errlen);
+    llmap_model_free(mm);
+    return -1;
+}
+
+void llmap_model_free(llmap_model *m)
+{
+    if (!m)
+        return;
+    llm_vocab_free(m->vocab);
+    llm_model_free(&m->m);
+    free(m->chat_template);
+    free(m->name);
+    free(m->bos_text);
+    free(m->eos_text);
+    free(m);
+}
+
+void llmap_model_get_info(const llmap_model *m, llmap_model_info *info)
+{
+    const llm_hparams *hp = &m->m.hp;
+    memset(info, 0, sizeof *info);
+    info->path = m->m.map.path;
+    info->arch = hp->arch_name;
+    info->name = m->name;
+    info->chat_template = m->chat_template;
+    info->file_size = m->m.map.size;
+    info->n_params = m->m.n_params;
+    info->weight_bytes = m->m.weight_bytes;
+    info->n_ctx_train = hp->n_ctx_train;
+    info->n_vocab = hp->n_vocab;
+    info->n_embd = hp->n_embd;
+    info->n_layer = hp->n_layer;
+    info->n_head = hp->n_head;
+    info->n_head_kv = hp->n_head_kv;
+    info->load_seconds = m->load_seconds;
+}
+
+int llmap_chat_render(const llmap_model *m, const llmap_chat_msg *msgs, size_t n, bool add_generation_prompt,
+                      char **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    /* llmap_chat_msg and llm_chat_msg are the same two pointers; copying keeps the public
+     * header independent of the internal one. */
+    llm_chat_msg *cm = llm_xcalloc(n ? n : 1, sizeof *cm);
+    for (size_t i = 0; i < n; i++)
+        cm[i] = (llm_chat_msg){.role = msgs[i].role, .content = msgs[i].content};
+    llm_template_vars vars = {
+        .bos_token = m->bos_text, .eos_token = m->eos_text, .add_generation_prompt = add_generation_prompt};
+    llm_err e = {{0}};
+    int rc = llm_chat_render(m->chat_template, cm, n, &vars, out, &e);
+    if (rc != 0) {
+        /* The documented fallback: a template outside the supported subset still chats. */
+        if (m->opts.verbose)
+            fprintf(stderr, "llmap: %s; using ChatML instead\n", e.msg);
+        rc = llm_chat_render_fallback(cm, n, &vars, out, &e);
+    }
+    free(cm);
+    if (rc != 0)
+        copy_err(&e, err, errlen);
+    return rc;
+}
