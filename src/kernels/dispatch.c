@@ -12,6 +12,9 @@
 #include "kernels/blocks.h"
 
 #include <stdlib.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <string.h>
 
 typedef struct format_ops {
@@ -139,10 +142,24 @@ static const llm_kernels AVX2 = {
         },
 };
 
+/* AVX2, FMA and F16C present and the OS saves the YMM registers. Asked with cpuid directly
+ * because __builtin_cpu_supports does not know "f16c" in every compiler we build with. */
 static bool cpu_has_avx2(void)
 {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return false;
+    const unsigned fma = 1u << 12, osxsave = 1u << 27, avx = 1u << 28, f16c = 1u << 29;
+    if ((c & (fma | osxsave | avx | f16c)) != (fma | osxsave | avx | f16c))
+        return false;
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    (void)xcr0_hi;
+    if ((xcr0_lo & 6) != 6) /* XMM and YMM state enabled */
+        return false;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return false;
+    return (b & (1u << 5)) != 0; /* AVX2 */
 }
 #endif
 

@@ -155,24 +155,51 @@ void llm_act_f16_avx2(const float *x, void *dst, int64_t n)
 
 /* ---- 32-element formats -------------------------------------------------------------------- */
 
+/* sum((q - 8) * y) for one q4_0 block as 8 x i32: unsigned nibbles keep maddubs to one
+ * instruction, and 8*y is subtracted in i16 (|pair sums| <= 2*15*127, no saturation). */
+static inline __m256i q4_0_block_sums(const block_q4_0 *x, const block_q8_0 *y)
+{
+    __m256i y8 = _mm256_loadu_si256((const __m256i *)y->qs);
+    __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles_32(x->qs), y8),
+                                 _mm256_maddubs_epi16(_mm256_set1_epi8(8), y8));
+    return sum_i16_pairs(p);
+}
+
+/* The fp16 scales of 8 consecutive blocks (`stride` bytes apart, scale first in the block)
+ * as 8 floats: one conversion instead of eight keeps the per-block overhead small. */
+static inline __m256 scales8(const void *first, size_t stride)
+{
+    const uint8_t *p = first;
+    uint16_t h[8];
+    for (int k = 0; k < 8; k++)
+        memcpy(&h[k], p + (size_t)k * stride, 2);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+}
+
+/* Lane k of v in all 8 lanes. */
+static inline __m256 lane(__m256 v, int k)
+{
+    return _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(k));
+}
+
 void llm_vec_dot_q4_0_avx2(int64_t n, float *s, const void *w, const void *act)
 {
     const block_q4_0 *x = w;
     const block_q8_0 *y = act;
-    const __m256i off = _mm256_set1_epi8(8);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t nb = n / QK4_0, i = 0;
-    for (; i + 2 <= nb; i += 2) { /* two blocks per step: independent chains hide latency */
-        __m256i q0 = _mm256_sub_epi8(nibbles_32(x[i].qs), off);
-        __m256i q1 = _mm256_sub_epi8(nibbles_32(x[i + 1].qs), off);
-        __m256i p0 = mul_sum_i8(q0, _mm256_loadu_si256((const __m256i *)y[i].qs));
-        __m256i p1 = mul_sum_i8(q1, _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i + 1].d) * h2f(y[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+    for (; i + 8 <= nb; i += 8) {
+        __m256 d = _mm256_mul_ps(scales8(&x[i], sizeof *x), scales8(&y[i], sizeof *y));
+#pragma GCC unroll 4
+        for (int k = 0; k < 8; k += 2) { /* two independent chains hide FMA latency */
+            __m256i p0 = q4_0_block_sums(&x[i + k], &y[i + k]);
+            __m256i p1 = q4_0_block_sums(&x[i + k + 1], &y[i + k + 1]);
+            acc0 = _mm256_fmadd_ps(lane(d, k), _mm256_cvtepi32_ps(p0), acc0);
+            acc1 = _mm256_fmadd_ps(lane(d, k + 1), _mm256_cvtepi32_ps(p1), acc1);
+        }
     }
     for (; i < nb; i++) {
-        __m256i q = _mm256_sub_epi8(nibbles_32(x[i].qs), off);
-        __m256i p = mul_sum_i8(q, _mm256_loadu_si256((const __m256i *)y[i].qs));
+        __m256i p = q4_0_block_sums(&x[i], &y[i]);
         acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(p), acc0);
     }
     *s = hsum_ps(_mm256_add_ps(acc0, acc1));
@@ -223,6 +250,11 @@ void llm_vec_dot_q5_1_avx2(int64_t n, float *s, const void *w, const void *act)
     *s = hsum_ps(acc) + summs;
 }
 
+static inline __m256i q8_0_block_sums(const block_q8_0 *x, const block_q8_0 *y)
+{
+    return mul_sum_i8(_mm256_loadu_si256((const __m256i *)x->qs), _mm256_loadu_si256((const __m256i *)y->qs));
+}
+
 void llm_vec_dot_q8_0_avx2(int64_t n, float *s, const void *w, const void *act)
 {
     const block_q8_0 *x = w;
@@ -230,16 +262,13 @@ void llm_vec_dot_q8_0_avx2(int64_t n, float *s, const void *w, const void *act)
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t nb = n / QK8_0, i = 0;
     for (; i + 2 <= nb; i += 2) {
-        __m256i p0 = mul_sum_i8(_mm256_loadu_si256((const __m256i *)x[i].qs),
-                                _mm256_loadu_si256((const __m256i *)y[i].qs));
-        __m256i p1 = mul_sum_i8(_mm256_loadu_si256((const __m256i *)x[i + 1].qs),
-                                _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        __m256i p0 = q8_0_block_sums(&x[i], &y[i]);
+        __m256i p1 = q8_0_block_sums(&x[i + 1], &y[i + 1]);
         acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
         acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i + 1].d) * h2f(y[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
     }
     for (; i < nb; i++) {
-        __m256i p = mul_sum_i8(_mm256_loadu_si256((const __m256i *)x[i].qs),
-                               _mm256_loadu_si256((const __m256i *)y[i].qs));
+        __m256i p = q8_0_block_sums(&x[i], &y[i]);
         acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(p), acc0);
     }
     *s = hsum_ps(_mm256_add_ps(acc0, acc1));
@@ -295,11 +324,14 @@ void llm_act_q8_1_avx2(const float *x, void *dst, int64_t n)
 
 /* ---- K-quants ------------------------------------------------------------------------------ */
 
-/* i16 lanes 0..7 = a, lanes 8..15 = b: the scales of two consecutive 16-element groups as
- * maddubs lays out 32 bytes (bytes 0..15 -> i16 lanes 0..7). */
-static inline __m256i scale_pair(int a, int b)
+/* From 16 signed byte scales (one per 16-element group), the i16 multipliers for groups
+ * g and g+1 (g even) laid out as maddubs lays out 32 bytes: i16 lanes 0..7 take bytes
+ * 0..15 (group g), lanes 8..15 take bytes 16..31 (group g+1). */
+static inline __m256i scale_pair(__m128i scales8, int g)
 {
-    return _mm256_set_m128i(_mm_set1_epi16((short)b), _mm_set1_epi16((short)a));
+    const __m128i ctrl = _mm_set_epi64x((long long)(0x0101010101010101ull * (uint64_t)(g + 1)),
+                                        (long long)(0x0101010101010101ull * (uint64_t)g));
+    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales8, ctrl));
 }
 
 void llm_act_q8_K_avx2(const float *x, void *dst, int64_t n)
@@ -360,16 +392,16 @@ void llm_vec_dot_q2_K_avx2(int64_t n, float *s, const void *w, const void *act)
         __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         int summs = hsum_epi32(_mm256_madd_epi16(mins, bs));
 
+        __m128i scales = _mm_and_si128(scb, _mm_set1_epi8(0xF));
         __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+#pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3);
                 __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 128 * h + 32 * j));
                 __m256i p = _mm256_maddubs_epi16(q2, q8);
-                int g = 8 * h + 2 * j;
-                p = _mm256_madd_epi16(scale_pair(sc[g] & 0xF, sc[g + 1] & 0xF), p);
-                sumi = _mm256_add_epi32(sumi, p);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 8 * h + 2 * j), p));
             }
         }
         float dall = y[i].d * h2f(x[i].d), dmin = y[i].d * h2f(x[i].dmin);
@@ -379,19 +411,34 @@ void llm_vec_dot_q2_K_avx2(int64_t n, float *s, const void *w, const void *act)
     *s = hsum_ps(acc) - acc_min;
 }
 
+/* The 16 signed 6-bit scales of a q3_K block (minus 32) as bytes, unpacked with word
+ * operations (layout as in llm_q3_K_scales). */
+static inline __m128i q3_K_scales(const uint8_t packed[12])
+{
+    uint32_t a[4];
+    memcpy(a, packed, 12);
+    const uint32_t low4 = 0x0f0f0f0f, low2 = 0x03030303;
+    uint32_t hi = a[2];
+    a[2] = ((a[0] >> 4) & low4) | (((hi >> 4) & low2) << 4);
+    a[3] = ((a[1] >> 4) & low4) | (((hi >> 6) & low2) << 4);
+    a[0] = (a[0] & low4) | (((hi >> 0) & low2) << 4);
+    a[1] = (a[1] & low4) | (((hi >> 2) & low2) << 4);
+    return _mm_sub_epi8(_mm_loadu_si128((const __m128i *)a), _mm_set1_epi8(32));
+}
+
 void llm_vec_dot_q3_K_avx2(int64_t n, float *s, const void *w, const void *act)
 {
     const block_q3_K *x = w;
     const block_q8_K *y = act;
     const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
     __m256 acc = _mm256_setzero_ps();
-    int8_t sc[16];
     for (int64_t i = 0; i < n / QK_K; i++) {
-        llm_q3_K_scales(x[i].scales, sc);
+        __m128i scales = q3_K_scales(x[i].scales);
         __m256i hmask = _mm256_loadu_si256((const __m256i *)x[i].hmask);
         __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+#pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3);
                 /* 4 to subtract where the high bit (hmask bit 4h+j) is clear */
@@ -399,8 +446,7 @@ void llm_vec_dot_q3_K_avx2(int64_t n, float *s, const void *w, const void *act)
                 __m256i sub = _mm256_and_si256(_mm256_cmpeq_epi8(hb, _mm256_setzero_si256()), four);
                 __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 128 * h + 32 * j));
                 __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q2, q8), _mm256_maddubs_epi16(sub, q8));
-                int g = 8 * h + 2 * j;
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(sc[g], sc[g + 1]), p));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 8 * h + 2 * j), p));
             }
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc);
@@ -408,23 +454,33 @@ void llm_vec_dot_q3_K_avx2(int64_t n, float *s, const void *w, const void *act)
     *s = hsum_ps(acc);
 }
 
-/* Unpacks the 8 scales and 8 mins of a q4_K/q5_K block. */
-static inline void k4_scales(const uint8_t packed[12], uint8_t sc[8], uint8_t m[8])
+/* The 8 scales (bytes 0..7) and 8 mins (bytes 8..15) of a q4_K/q5_K block, unpacked from
+ * the 12-byte 6-bit layout with word operations (see llm_get_scale_min_k4 for the layout). */
+static inline __m128i k4_scales_mins(const uint8_t packed[12])
 {
-    for (int j = 0; j < 8; j++)
-        llm_get_scale_min_k4(j, packed, &sc[j], &m[j]);
+    uint32_t u[4];
+    memcpy(u, packed, 12);
+    const uint32_t low6 = 0x3f3f3f3f, low4 = 0x0f0f0f0f, low2 = 0x03030303;
+    u[3] = ((u[2] >> 4) & low4) | (((u[1] >> 6) & low2) << 4); /* mins 4..7 */
+    uint32_t mins03 = u[1] & low6;
+    u[1] = (u[2] & low4) | (((u[0] >> 6) & low2) << 4); /* scales 4..7 */
+    u[2] = mins03;
+    u[0] &= low6; /* scales 0..3 */
+    return _mm_loadu_si128((const __m128i *)u);
 }
 
-/* sum_j m[j] * (bsums[2j] + bsums[2j+1]) */
-static inline int k4_min_term(const uint8_t m[8], const int16_t bsums[16])
+/* vpshufb control that broadcasts i16 lane j (j < 8) of each 128-bit half. */
+static inline __m256i i16_lane(int j)
 {
-    __m128i m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)m));
+    return _mm256_set1_epi16((short)(0x0100 + 0x0202 * j));
+}
+
+/* sum_j m[j] * (bsums[2j] + bsums[2j+1]) as 4 x i32 (mins16: i16 lanes 0..7). */
+static inline __m128i k4_min_term(__m128i mins16, const int16_t bsums[16])
+{
     __m256i bs = _mm256_loadu_si256((const __m256i *)bsums);
     __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-    __m128i prod = _mm_madd_epi16(m16, pair);
-    prod = _mm_add_epi32(prod, _mm_shuffle_epi32(prod, _MM_SHUFFLE(1, 0, 3, 2)));
-    prod = _mm_add_epi32(prod, _mm_shuffle_epi32(prod, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(prod);
+    return _mm_madd_epi16(mins16, pair);
 }
 
 void llm_vec_dot_q4_K_avx2(int64_t n, float *s, const void *w, const void *act)
@@ -433,27 +489,33 @@ void llm_vec_dot_q4_K_avx2(int64_t n, float *s, const void *w, const void *act)
     const block_q8_K *y = act;
     const __m256i m4 = _mm256_set1_epi8(0xF);
     __m256 acc = _mm256_setzero_ps();
-    float acc_min = 0;
-    uint8_t sc[8], m[8];
+    __m128 acc_m = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        k4_scales(x[i].scales, sc, m);
+        __m256i sm = _mm256_cvtepu8_epi16(k4_scales_mins(x[i].scales)); /* i16: 8 scales, 8 mins */
+        __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm));
+        __m128i mt = k4_min_term(_mm256_extracti128_si256(sm, 1), y[i].bsums);
         const uint8_t *q4 = x[i].qs;
         const int8_t *q8 = y[i].qs;
         __m256i sumi0 = _mm256_setzero_si256(), sumi1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
         for (int c = 0; c < QK_K / 64; c++) {
             __m256i bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
             __m256i lo = _mm256_and_si256(bits, m4);
             __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
             __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
             __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
-            sumi0 = _mm256_add_epi32(sumi0, _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c]), pl));
-            sumi1 = _mm256_add_epi32(sumi1, _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1]), ph));
+            pl = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, i16_lane(2 * c)), pl);
+            ph = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, i16_lane(2 * c + 1)), ph);
+            sumi0 = _mm256_add_epi32(sumi0, pl);
+            sumi1 = _mm256_add_epi32(sumi1, ph);
         }
         float d = y[i].d * h2f(x[i].d), dmin = y[i].d * h2f(x[i].dmin);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi0, sumi1)), acc);
-        acc_min += dmin * (float)k4_min_term(m, y[i].bsums);
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mt), acc_m);
     }
-    *s = hsum_ps(acc) - acc_min;
+    __m128 m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    *s = hsum_ps(acc) - _mm_cvtss_f32(m);
 }
 
 void llm_vec_dot_q5_K_avx2(int64_t n, float *s, const void *w, const void *act)
@@ -462,31 +524,35 @@ void llm_vec_dot_q5_K_avx2(int64_t n, float *s, const void *w, const void *act)
     const block_q8_K *y = act;
     const __m256i m4 = _mm256_set1_epi8(0xF), sixteen = _mm256_set1_epi8(16);
     __m256 acc = _mm256_setzero_ps();
-    float acc_min = 0;
-    uint8_t sc[8], m[8];
+    __m128 acc_m = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        k4_scales(x[i].scales, sc, m);
+        __m256i sm = _mm256_cvtepu8_epi16(k4_scales_mins(x[i].scales));
+        __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm));
+        __m128i mt = k4_min_term(_mm256_extracti128_si256(sm, 1), y[i].bsums);
         const uint8_t *q5 = x[i].qs;
         const int8_t *q8 = y[i].qs;
         __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].qh);
         __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 4
         for (int c = 0; c < QK_K / 64; c++) {
             __m256i bits = _mm256_loadu_si256((const __m256i *)(q5 + 32 * c));
-            __m256i bl = _mm256_set1_epi8((char)(1 << (2 * c))), bh = _mm256_set1_epi8((char)(2 << (2 * c)));
-            __m256i hl = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, bl), bl), sixteen);
-            __m256i hh = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, bh), bh), sixteen);
+            /* fifth bits of this chunk: qh bit 2c (low nibbles) and 2c+1 (high nibbles) -> 16 */
+            __m256i hl = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * c), 4), sixteen);
+            __m256i hh = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * c + 1), 4), sixteen);
             __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), hl);
             __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), hh);
             __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
             __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c]), pl));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * c + 1]), ph));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, i16_lane(2 * c)), pl));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, i16_lane(2 * c + 1)), ph));
         }
         float d = y[i].d * h2f(x[i].d), dmin = y[i].d * h2f(x[i].dmin);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-        acc_min += dmin * (float)k4_min_term(m, y[i].bsums);
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mt), acc_m);
     }
-    *s = hsum_ps(acc) - acc_min;
+    __m128 m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    *s = hsum_ps(acc) - _mm_cvtss_f32(m);
 }
 
 void llm_vec_dot_q6_K_avx2(int64_t n, float *s, const void *w, const void *act)
@@ -496,7 +562,7 @@ void llm_vec_dot_q6_K_avx2(int64_t n, float *s, const void *w, const void *act)
     const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3), off = _mm256_set1_epi8(32);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
-        const int8_t *sc = x[i].scales;
+        __m128i scales = _mm_loadu_si128((const __m128i *)x[i].scales);
         __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = x[i].ql + 64 * h;
@@ -513,11 +579,11 @@ void llm_vec_dot_q6_K_avx2(int64_t n, float *s, const void *w, const void *act)
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
             q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
+#pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 __m256i y8 = _mm256_loadu_si256((const __m256i *)(q8 + 32 * k));
                 __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], y8), _mm256_maddubs_epi16(off, y8));
-                int g = 8 * h + 2 * k;
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(sc[g], sc[g + 1]), p));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 8 * h + 2 * k), p));
             }
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc);
