@@ -1,0 +1,435 @@
+/*
+ * test_tokenizer — the tokenizers against the ids the original Hugging Face tokenizers
+ * produce (shared/models/vocab/ggml-vocab-NAME.gguf.inp and .out, 46 cases per vocabulary), against llama.cpp's
+ * prompt tokens for the shared tiny models (shared/reference/<model>/prompt-<i>.json), the
+ * streaming detokenizer on multi-byte characters split over byte tokens, special-token
+ * parsing, and bounded time on hostile 1 MB inputs.
+ *
+ * Round trips (detokenize(tokenize(x)) == x) are asserted where the tokenizer is lossless:
+ * SentencePiece for any bytes (byte fallback; the added leading space is stripped), byte-level
+ * BPE for valid UTF-8. WordPiece lowercases and drops accents and spacing, so it is not.
+ */
+#include <cjson/cJSON.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "gguf/gguf.h"
+#include "mem/mem.h"
+#include "text/text.h"
+
+static const char *SHARED;
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    buf[n] = 0;
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+/* Loads the tokenizer of a GGUF file; the mapping and parse are released right away (the
+ * vocabulary keeps its own copy). */
+static llm_vocab *load_vocab(const char *path)
+{
+    llm_map m;
+    gguf_file f;
+    llm_err err;
+    llm_vocab *v = NULL;
+    if (llm_map_open(&m, path, NULL, &err)) {
+        fprintf(stderr, "FAIL %s\n", err.msg);
+        return NULL;
+    }
+    if (gguf_parse(&f, path, m.base, m.size, &err) == 0) {
+        if (llm_vocab_load(&f, &v, &err))
+            fprintf(stderr, "FAIL load %s: %s\n", path, err.msg);
+    } else {
+        fprintf(stderr, "FAIL parse %s\n", err.msg);
+    }
+    gguf_free(&f);
+    llm_map_close(&m);
+    return v;
+}
+
+static bool ids_equal(const int32_t *a, size_t na, const int32_t *b, size_t nb)
+{
+    return na == nb && (na == 0 || memcmp(a, b, na * sizeof *a) == 0);
+}
+
+static void print_ids(const char *label, const int32_t *ids, size_t n)
+{
+    fprintf(stderr, "    %s:", label);
+    for (size_t i = 0; i < n && i < 60; i++)
+        fprintf(stderr, " %d", ids[i]);
+    fprintf(stderr, "%s\n", n > 60 ? " ..." : "");
+}
+
+/* Parses one .out line (" 1 2 3") into ids. */
+static size_t parse_ids(const char *line, size_t len, int32_t *out, size_t cap)
+{
+    size_t n = 0;
+    char tmp[32];
+    for (size_t i = 0; i < len;) {
+        while (i < len && line[i] == ' ')
+            i++;
+        size_t k = 0;
+        while (i < len && line[i] != ' ' && k < sizeof tmp - 1)
+            tmp[k++] = line[i++];
+        if (k == 0)
+            break;
+        tmp[k] = 0;
+        if (n < cap)
+            out[n] = (int32_t)strtol(tmp, NULL, 10);
+        n++;
+    }
+    return n;
+}
+
+typedef enum roundtrip { RT_NONE, RT_EXACT } roundtrip;
+
+static void test_vocab_file(const char *name, roundtrip rt)
+{
+    char path[1024], pin[1100], pout[1100];
+    snprintf(path, sizeof path, "%s/models/vocab/ggml-vocab-%s.gguf", SHARED, name);
+    snprintf(pin, sizeof pin, "%s.inp", path);
+    snprintf(pout, sizeof pout, "%s.out", path);
+    size_t lin, lout;
+    char *inp = read_file(pin, &lin), *out = read_file(pout, &lout);
+    llm_vocab *v = load_vocab(path);
+    CHECK_MSG(inp && out && v, "%s: vocabulary and test files load", name);
+    if (!inp || !out || !v) {
+        free(inp), free(out), llm_vocab_free(v);
+        return;
+    }
+    static const char SEP[] = "\n__ggml_vocab_test__\n";
+    const size_t sep_len = sizeof SEP - 1;
+    size_t ncase = 0, npass = 0, nrt = 0, nrt_ok = 0;
+    const char *ip = inp, *op = out, *iend = inp + lin, *oend = out + lout;
+    int32_t *expect = malloc(65536 * sizeof *expect);
+    for (;;) {
+        const char *s = memmem(ip, (size_t)(iend - ip), SEP, sep_len);
+        if (!s)
+            break;
+        const char *nl = memchr(op, '\n', (size_t)(oend - op));
+        if (!nl) {
+            CHECK_MSG(0, "%s: .out has fewer lines than .inp has cases", name);
+            break;
+        }
+        size_t ne = parse_ids(op, (size_t)(nl - op), expect, 65536);
+        int32_t *ids;
+        size_t n;
+        llm_err err;
+        int rc = llm_tokenize(v, ip, (size_t)(s - ip), false, false, &ids, &n, &err);
+        bool ok = rc == 0 && ids_equal(ids, n, expect, ne);
+        CHECK_MSG(ok, "%s case %zu: tokens match the reference", name, ncase);
+        if (!ok) {
+            fprintf(stderr, "    text: \"%.*s\"\n", (int)(s - ip) > 80 ? 80 : (int)(s - ip), ip);
+            print_ids("expected", expect, ne);
+            print_ids("got     ", ids, n);
+        }
+        npass += ok;
+        if (rt == RT_EXACT) {
+            llm_buf b = {0};
+            llm_detokenize(v, ids, n, LLM_DETOK_STRIP_SPACE, &b);
+            bool same = b.len == (size_t)(s - ip) && (b.len == 0 || memcmp(b.data, ip, b.len) == 0);
+            CHECK_MSG(same, "%s case %zu: detokenize(tokenize(x)) == x", name, ncase);
+            nrt++, nrt_ok += same;
+            llm_buf_free(&b);
+        }
+        free(ids);
+        ncase++;
+        ip = s + sep_len;
+        op = nl + 1;
+    }
+    CHECK_MSG(ncase == 46, "%s: 46 cases in the .inp file (found %zu)", name, ncase);
+    printf("  %-16s %zu/%zu cases pass", name, npass, ncase);
+    if (rt == RT_EXACT)
+        printf(", round trip %zu/%zu", nrt_ok, nrt);
+    printf("\n");
+    free(expect);
+    free(inp);
+    free(out);
+    llm_vocab_free(v);
+}
+
+/* llama.cpp's tokens of the four reference prompts, tokenized with add_special as the model's
+ * metadata says (BOS for tiny-llama, nothing for tiny-qwen2). */
+static void test_reference_prompts(void)
+{
+    static const char *const models[] = {"tiny-llama-q8_0", "tiny-llama-q4_0", "tiny-llama-q4_k_m",
+                                         "tiny-qwen2-q8_0", "tiny-qwen2-q4_0"};
+    int pass = 0, total = 0;
+    for (size_t m = 0; m < sizeof models / sizeof *models; m++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/models/%s.gguf", SHARED, models[m]);
+        llm_vocab *v = load_vocab(path);
+        CHECK_MSG(v != NULL, "%s: tokenizer loads", models[m]);
+        if (!v)
+            continue;
+        for (int i = 0; i < 4; i++) {
+            char jp[1100];
+            snprintf(jp, sizeof jp, "%s/reference/%s/prompt-%d.json", SHARED, models[m], i);
+            size_t len;
+            char *js = read_file(jp, &len);
+            cJSON *root = js ? cJSON_Parse(js) : NULL;
+            const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(root, "prompt");
+            const cJSON *toks = cJSON_GetObjectItemCaseSensitive(root, "tokens");
+            CHECK_MSG(cJSON_IsString(prompt) && cJSON_IsArray(toks), "%s: readable", jp);
+            if (cJSON_IsString(prompt) && cJSON_IsArray(toks)) {
+                size_t ne = (size_t)cJSON_GetArraySize(toks);
+                int32_t *expect = malloc((ne + 1) * sizeof *expect);
+                for (size_t k = 0; k < ne; k++)
+                    expect[k] = (int32_t)cJSON_GetArrayItem(toks, (int)k)->valuedouble;
+                int32_t *ids;
+                size_t n;
+                llm_err err;
+                const char *text = prompt->valuestring;
+                int rc = llm_tokenize(v, text, strlen(text), true, false, &ids, &n, &err);
+                bool ok = rc == 0 && ids_equal(ids, n, expect, ne);
+                CHECK_MSG(ok, "%s prompt %d: tokens match llama.cpp", models[m], i);
+                if (!ok) {
+                    print_ids("expected", expect, ne);
+                    print_ids("got     ", ids, n);
+                }
+                pass += ok;
+                total++;
+                free(ids);
+                free(expect);
+            }
+            cJSON_Delete(root);
+            free(js);
+        }
+        llm_vocab_free(v);
+    }
+    printf("  reference prompts %d/%d match\n", pass, total);
+}
+
+static int32_t byte_tok(const llm_vocab *v, unsigned b)
+{
+    char s[8];
+    snprintf(s, sizeof s, "<0x%02X>", b);
+    return llm_vocab_find(v, s, 6);
+}
+
+/* 🦙 = F0 9F A6 99 spelled with four byte tokens: nothing comes out until the fourth. */
+static void test_streaming(const llm_vocab *spm)
+{
+    llm_detok d;
+    llm_buf out = {0};
+    llm_detok_init(&d, spm, 0);
+    static const unsigned char llama[4] = {0xF0, 0x9F, 0xA6, 0x99};
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ_INT(llm_detok_push(&d, byte_tok(spm, llama[i]), &out), 0);
+    CHECK_EQ_INT(out.len, 0);
+    CHECK_EQ_INT(llm_detok_push(&d, byte_tok(spm, llama[3]), &out), 4);
+    CHECK(out.len == 4 && memcmp(out.data, llama, 4) == 0);
+
+    /* "▁Hello" (15043 in LLaMA's vocabulary) is " Hello" in a stream... */
+    int32_t hello = llm_vocab_find(spm, "\xe2\x96\x81Hello", 8);
+    CHECK_EQ_INT(hello, 15043);
+    out.len = 0;
+    llm_detok_push(&d, hello, &out);
+    CHECK(out.len == 6 && memcmp(out.data, " Hello", 6) == 0);
+    /* ...and "Hello" when it opens a decoded prompt. */
+    llm_detok_init(&d, spm, LLM_DETOK_STRIP_SPACE);
+    out.len = 0;
+    llm_detok_push(&d, hello, &out);
+    CHECK(out.len == 5 && memcmp(out.data, "Hello", 5) == 0);
+
+    /* A lead byte followed by a non-continuation: U+FFFD, then the text. */
+    llm_detok_init(&d, spm, 0);
+    out.len = 0;
+    llm_detok_push(&d, byte_tok(spm, 0xE6), &out);
+    CHECK_EQ_INT(out.len, 0);
+    llm_detok_push(&d, hello, &out);
+    CHECK(out.len == 9 && memcmp(out.data, "\xef\xbf\xbd Hello", 9) == 0);
+    /* A byte that never starts a character, and an unfinished one at the end. */
+    out.len = 0;
+    llm_detok_push(&d, byte_tok(spm, 0xFF), &out);
+    CHECK(out.len == 3 && memcmp(out.data, "\xef\xbf\xbd", 3) == 0);
+    out.len = 0;
+    llm_detok_push(&d, byte_tok(spm, 0xE6), &out);
+    llm_detok_push(&d, byte_tok(spm, 0x97), &out);
+    CHECK_EQ_INT(out.len, 0);
+    CHECK_EQ_INT(llm_detok_flush(&d, &out), 3);
+    CHECK(out.len == 3 && memcmp(out.data, "\xef\xbf\xbd", 3) == 0);
+    /* Control tokens are silent unless asked for. */
+    out.len = 0;
+    llm_detok_push(&d, llm_vocab_eos(spm), &out);
+    CHECK_EQ_INT(out.len, 0);
+    llm_detok_init(&d, spm, LLM_DETOK_SPECIAL);
+    llm_detok_push(&d, llm_vocab_eos(spm), &out);
+    CHECK(out.len == 4 && memcmp(out.data, "</s>", 4) == 0);
+    llm_buf_free(&out);
+}
+
+static void test_special(const llm_vocab *spm, const llm_vocab *gpt2)
+{
+    int32_t *ids;
+    size_t n;
+    llm_err err;
+    /* README: "Hello world" -> 15043 3186; BOS is 1. */
+    CHECK(llm_tokenize(spm, "<s>Hello world", 14, false, true, &ids, &n, &err) == 0);
+    CHECK(n == 3 && ids[0] == 1 && ids[1] == 15043 && ids[2] == 3186);
+    free(ids);
+    CHECK(llm_tokenize(spm, "<s>Hello world", 14, false, false, &ids, &n, &err) == 0);
+    bool has_bos = false;
+    for (size_t i = 0; i < n; i++)
+        has_bos |= ids[i] == 1;
+    CHECK_MSG(!has_bos && n > 3, "'<s>' is plain text without parse_special");
+    free(ids);
+    CHECK(llm_tokenize(spm, "Hello world", 11, true, false, &ids, &n, &err) == 0);
+    CHECK(n == 3 && ids[0] == 1 && ids[1] == 15043);
+    free(ids);
+    CHECK(llm_vocab_add_bos(spm) && !llm_vocab_add_eos(spm));
+    CHECK(llm_token_is_eog(spm, 2) && !llm_token_is_eog(spm, 1) && !llm_token_is_eog(spm, 15043));
+    /* GPT-2: <|endoftext|> is 50256, a control token. */
+    const char *eot = "<|endoftext|>";
+    CHECK(llm_tokenize(gpt2, eot, strlen(eot), false, true, &ids, &n, &err) == 0);
+    CHECK(n == 1 && ids[0] == 50256);
+    free(ids);
+    CHECK(llm_tokenize(gpt2, eot, strlen(eot), false, false, &ids, &n, &err) == 0);
+    CHECK(n > 1);
+    free(ids);
+    CHECK(llm_token_is_eog(gpt2, 50256));
+    /* Empty input: no tokens, and with add_special only BOS. */
+    CHECK(llm_tokenize(spm, "", 0, false, false, &ids, &n, &err) == 0 && n == 0);
+    free(ids);
+    CHECK(llm_tokenize(spm, "", 0, true, false, &ids, &n, &err) == 0 && n == 1 && ids[0] == 1);
+    free(ids);
+    /* NUL bytes are data: SPM spells them <0x00> (id 3). */
+    CHECK(llm_tokenize(spm, "a\0b", 3, false, false, &ids, &n, &err) == 0);
+    bool has_nul = false;
+    for (size_t i = 0; i < n; i++)
+        has_nul |= ids[i] == 3;
+    CHECK(has_nul);
+    free(ids);
+}
+
+static void test_bad_file(void)
+{
+    char path[] = "/tmp/llmap-test-tok-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    close(fd);
+    gguf_writer *w = gguf_writer_new(32);
+    gguf_w_str(w, "general.architecture", "llama");
+    gguf_w_str(w, "tokenizer.ggml.model", "llama");
+    llm_err err;
+    CHECK(gguf_writer_write(w, path, NULL, NULL, &err) == 0);
+    gguf_writer_free(w);
+    llm_map m;
+    gguf_file f;
+    llm_vocab *v = NULL;
+    if (llm_map_open(&m, path, NULL, &err) == 0) {
+        if (gguf_parse(&f, path, m.base, m.size, &err) == 0) {
+            CHECK(llm_vocab_load(&f, &v, &err) == -1 && v == NULL);
+            CHECK_CONTAINS(err.msg, "tokenizer.ggml.tokens");
+        }
+        gguf_free(&f);
+        llm_map_close(&m);
+    }
+    unlink(path);
+}
+
+/* Hostile inputs in bounded time: 1 MB of random bytes and 1 MB of one character. The bound
+ * is generous (the precise figure is the benchmark's job); quadratic merging would blow it. */
+static void test_bounded_time(const char *name, const llm_vocab *v, bool spm_roundtrip)
+{
+    const size_t N = 1 << 20;
+    double bound = getenv("LLMAP_SANITIZED") ? 60.0 : 10.0;
+    char *buf = malloc(N);
+    uint64_t s = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < N; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        buf[i] = (char)(s >> 24);
+    }
+    /* A literal "▁" (E2 96 81) is SentencePiece's space and decodes as one: keep it out. */
+    for (size_t i = 0; i + 2 < N; i++)
+        if (memcmp(buf + i, "\xe2\x96\x81", 3) == 0)
+            buf[i] = 'x';
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            memset(buf, 'a', N);
+        int32_t *ids;
+        size_t n;
+        llm_err err;
+        double t0 = llm_now();
+        int rc = llm_tokenize(v, buf, N, false, false, &ids, &n, &err);
+        double dt = llm_now() - t0;
+        CHECK_MSG(rc == 0 && n > 0 && dt < bound, "%s: 1 MB of %s tokenized in %.2f s (bound %.0f s)", name,
+                  pass ? "'a'" : "random bytes", dt, bound);
+        for (size_t i = 0; i < n; i++)
+            if (ids[i] < 0 || ids[i] >= llm_vocab_n(v)) {
+                CHECK_MSG(0, "%s: id %d out of range", name, ids[i]);
+                break;
+            }
+        if (spm_roundtrip) {
+            llm_buf b = {0};
+            llm_detokenize(v, ids, n, LLM_DETOK_STRIP_SPACE, &b);
+            CHECK_MSG(b.len == N && memcmp(b.data, buf, N) == 0, "%s: 1 MB round trip is exact", name);
+            llm_buf_free(&b);
+        }
+        free(ids);
+    }
+    free(buf);
+}
+
+int main(void)
+{
+    SHARED = shared_dir();
+    if (!SHARED) {
+        SKIP("shared data (../shared or $LLMAP_SHARED) absent: tokenizer reference tests not run");
+        TEST_END("tokenizer");
+    }
+    printf("vocabularies (reference ids from the Hugging Face tokenizers):\n");
+    test_vocab_file("llama-spm", RT_EXACT);
+    test_vocab_file("phi-3", RT_EXACT);
+    test_vocab_file("gpt-2", RT_EXACT);
+    test_vocab_file("deepseek-coder", RT_EXACT);
+    test_vocab_file("deepseek-llm", RT_EXACT);
+    test_vocab_file("falcon", RT_EXACT);
+    test_vocab_file("mpt", RT_EXACT);
+    test_vocab_file("refact", RT_EXACT);
+    test_vocab_file("starcoder", RT_EXACT);
+    test_vocab_file("bert-bge", RT_NONE);
+    test_reference_prompts();
+
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/vocab/ggml-vocab-llama-spm.gguf", SHARED);
+    llm_vocab *spm = load_vocab(path);
+    snprintf(path, sizeof path, "%s/models/vocab/ggml-vocab-gpt-2.gguf", SHARED);
+    llm_vocab *gpt2 = load_vocab(path);
+    snprintf(path, sizeof path, "%s/models/vocab/ggml-vocab-bert-bge.gguf", SHARED);
+    llm_vocab *bert = load_vocab(path);
+    CHECK(spm && gpt2 && bert);
+    if (spm && gpt2 && bert) {
+        test_streaming(spm);
+        test_special(spm, gpt2);
+        test_bounded_time("spm", spm, true);
+        test_bounded_time("bpe", gpt2, false);
+        test_bounded_time("wpm", bert, false);
+    }
+    test_bad_file();
+    llm_vocab_free(spm);
+    llm_vocab_free(gpt2);
+    llm_vocab_free(bert);
+    TEST_END("tokenizer");
+}
