@@ -82,7 +82,8 @@ typedef struct llm_model {
     llm_layer *layers;     /* n_layer entries */
     uint64_t n_params;     /* elements of all tensors */
     uint64_t weight_bytes; /* bytes of all tensors (what one token reads, roughly) */
-    float *owned;          /* converted norm/bias vectors when the file had them non-F32 */
+    float **owned;         /* converted norm/bias vectors (file had them non-F32 or unaligned) */
+    int n_owned;
 } llm_model;
 
 /* Maps (or reads, per o; NULL = default mmap) the file, parses it, checks the architecture,

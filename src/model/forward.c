@@ -1,0 +1,435 @@
+/*
+ * forward — the context (KV cache, scratch, thread pool) and the transformer forward pass.
+ *
+ * A batch of tokens goes through the layers together, so every weight matrix is read once per
+ * batch (prompt processing is matrix x matrix) and once per token in generation, which is the
+ * memory-bandwidth floor. All activations are F32; the matrix multiplications quantize them to
+ * the weights' vec-dot type inside llm_matmul, as ggml does.
+ *
+ * Layout of the cache, per layer: K as rows [position][n_head_kv * head_dim] (a query head
+ * reads a contiguous head_dim slice per position) and V transposed, [n_head_kv * head_dim]
+ * [position], so the attention-weighted sum over positions is one contiguous dot product per
+ * output element — the same layout llama.cpp uses without flash attention.
+ *
+ * Work split: matrix multiplications are split by the kernels across the pool; attention is
+ * split by (token, head) pairs; the O(n) element-wise ops run on the calling thread. Every
+ * output element is computed by exactly one thread in a fixed order, so results do not depend
+ * on the number of threads.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+#include "model/ops.h"
+
+struct llm_ctx {
+    const llm_model *m;
+    const llm_kernels *k;
+    llm_pool *pool;
+    bool own_pool;
+    int n_threads;
+    int n_ctx, n_batch, n_past;
+    bool kv_f16;
+    bool simd_ops;        /* soft-max / SwiGLU through ops_avx2.c (not with the scalar kernels) */
+    size_t kv_elt;        /* bytes per cache element: 4 or 2 */
+    void **kc, **vc;      /* per layer: K [n_ctx][kv_dim], V^T [kv_dim][n_ctx] */
+
+    /* scratch for one batch of up to n_batch tokens (token-major rows) */
+    float *x;             /* residual stream [n_batch][n_embd] */
+    float *xb, *xb2;      /* normed input / projection output [n_batch][n_embd] */
+    float *q, *att;       /* [n_batch][q_dim] */
+    float *kx, *vx;       /* [n_batch][kv_dim] */
+    float *hb, *hb2;      /* [n_batch][n_ff] */
+    float *rope_cs;       /* [n_batch][n_rot] */
+    void *mm_scratch;     /* llm_matmul's quantized activations */
+    uint8_t *att_scratch; /* per thread: att_stride bytes */
+    size_t att_stride;
+    size_t bytes;
+};
+
+void llm_ctx_opts_default(llm_ctx_opts *o)
+{
+    memset(o, 0, sizeof *o);
+}
+
+int llm_ctx_n_ctx(const llm_ctx *c) { return c->n_ctx; }
+int llm_ctx_n_past(const llm_ctx *c) { return c->n_past; }
+const llm_model *llm_ctx_model(const llm_ctx *c) { return c->m; }
+size_t llm_ctx_bytes(const llm_ctx *c) { return c->bytes; }
+
+/* ---- construction ------------------------------------------------------------------------ */
+
+static void *ctx_alloc(llm_ctx *c, size_t n, bool *oom)
+{
+    void *p = calloc(1, n ? n : 1);
+    if (!p)
+        *oom = true;
+    c->bytes += n;
+    return p;
+}
+
+static size_t max_matmul_scratch(const llm_model *m, int64_t n_tok)
+{
+    size_t mx = llm_matmul_scratch(&m->output, n_tok);
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        const llm_layer *L = &m->layers[il];
+        const llm_matrix *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) {
+            size_t s = llm_matmul_scratch(ws[i], n_tok);
+            if (s > mx)
+                mx = s;
+        }
+    }
+    return mx;
+}
+
+llm_ctx *llm_ctx_new(const llm_model *m, const llm_ctx_opts *o, llm_err *err)
+{
+    llm_ctx_opts defaults;
+    if (!o) {
+        llm_ctx_opts_default(&defaults);
+        o = &defaults;
+    }
+    const llm_hparams *hp = &m->hp;
+    llm_ctx *c = llm_xcalloc(1, sizeof *c);
+    c->m = m;
+    c->k = o->kernels ? o->kernels : llm_kernels_best();
+    c->n_ctx = o->n_ctx > 0 ? o->n_ctx : (hp->n_ctx_train < 4096 ? (int)hp->n_ctx_train : 4096);
+    c->n_batch = o->n_batch > 0 ? o->n_batch : 512;
+    if (c->n_ctx > (1 << 22) || c->n_batch > (1 << 16)) {
+        free(c);
+        llm_errf(err, "context of %d tokens / batch of %d tokens is too large", o->n_ctx, o->n_batch);
+        return NULL;
+    }
+    if (c->n_batch > c->n_ctx)
+        c->n_batch = c->n_ctx;
+    c->kv_f16 = o->kv_f16;
+    c->simd_ops = c->k != llm_kernels_scalar() && llm_ops_have_avx2();
+    c->kv_elt = c->kv_f16 ? sizeof(uint16_t) : sizeof(float);
+    if (o->pool) {
+        c->pool = o->pool;
+    } else {
+        c->pool = llm_pool_new(o->n_threads);
+        c->own_pool = true;
+    }
+    c->n_threads = llm_pool_threads(c->pool);
+
+    bool oom = false;
+    size_t B = (size_t)c->n_batch, e = hp->n_embd, qd = llm_hp_q_dim(hp), kvd = llm_hp_kv_dim(hp);
+    size_t ctx = (size_t)c->n_ctx;
+    c->kc = llm_xcalloc(hp->n_layer, sizeof *c->kc);
+    c->vc = llm_xcalloc(hp->n_layer, sizeof *c->vc);
+    for (uint32_t il = 0; il < hp->n_layer && !oom; il++) {
+        c->kc[il] = ctx_alloc(c, ctx * kvd * c->kv_elt, &oom);
+        c->vc[il] = ctx_alloc(c, ctx * kvd * c->kv_elt, &oom);
+    }
+    c->x = ctx_alloc(c, B * e * sizeof(float), &oom);
+    c->xb = ctx_alloc(c, B * e * sizeof(float), &oom);
+    c->xb2 = ctx_alloc(c, B * e * sizeof(float), &oom);
+    c->q = ctx_alloc(c, B * qd * sizeof(float), &oom);
+    c->att = ctx_alloc(c, B * qd * sizeof(float), &oom);
+    c->kx = ctx_alloc(c, B * kvd * sizeof(float), &oom);
+    c->vx = ctx_alloc(c, B * kvd * sizeof(float), &oom);
+    c->hb = ctx_alloc(c, B * hp->n_ff * sizeof(float), &oom);
+    c->hb2 = ctx_alloc(c, B * hp->n_ff * sizeof(float), &oom);
+    c->rope_cs = ctx_alloc(c, B * hp->n_rot * sizeof(float), &oom);
+    c->mm_scratch = ctx_alloc(c, max_matmul_scratch(m, (int64_t)B), &oom);
+    /* scores (f32) + their f16 copy + the query head in f16, 64-byte aligned per thread */
+    c->att_stride = (ctx * (sizeof(float) + sizeof(uint16_t)) + hp->head_dim * sizeof(uint16_t) + 63) / 64 * 64;
+    c->att_scratch = ctx_alloc(c, c->att_stride * (size_t)c->n_threads, &oom);
+    if (oom) {
+        llm_errf(err, "out of memory allocating a context of %d tokens (%.1f MiB)", c->n_ctx,
+                 (double)c->bytes / (1 << 20));
+        llm_ctx_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void llm_ctx_free(llm_ctx *c)
+{
+    if (!c)
+        return;
+    for (uint32_t il = 0; il < c->m->hp.n_layer; il++) {
+        if (c->kc)
+            free(c->kc[il]);
+        if (c->vc)
+            free(c->vc[il]);
+    }
+    free(c->kc);
+    free(c->vc);
+    free(c->x);
+    free(c->xb);
+    free(c->xb2);
+    free(c->q);
+    free(c->att);
+    free(c->kx);
+    free(c->vx);
+    free(c->hb);
+    free(c->hb2);
+    free(c->rope_cs);
+    free(c->mm_scratch);
+    free(c->att_scratch);
+    if (c->own_pool)
+        llm_pool_free(c->pool);
+    free(c);
+}
+
+/* ---- attention --------------------------------------------------------------------------- */
+
+typedef struct attn_job {
+    llm_ctx *c;
+    int il, n_tok, pos0;
+} attn_job;
+
+/* One query head of one token against the cached positions 0..pos (causal mask = only those). */
+static void attend_one(llm_ctx *c, int il, int t, int h, int pos, uint8_t *scratch)
+{
+    const llm_hparams *hp = &c->m->hp;
+    const llm_kernels *k = c->k;
+    const int hd = (int)hp->head_dim, qd = (int)llm_hp_q_dim(hp), kvd = (int)llm_hp_kv_dim(hp);
+    const int kvh = h / (int)(hp->n_head / hp->n_head_kv);
+    const int n_kv = pos + 1;
+    const float *qh = c->q + (size_t)t * qd + (size_t)h * hd;
+    float *out = c->att + (size_t)t * qd + (size_t)h * hd;
+    float *s = (float *)scratch;
+    uint16_t *s16 = (uint16_t *)(scratch + (size_t)c->n_ctx * sizeof(float));
+    uint16_t *q16 = s16 + c->n_ctx;
+    const float kq_scale = 1.0f / sqrtf((float)hd);
+
+    if (!c->kv_f16) {
+        const float *K = (const float *)c->kc[il] + (size_t)kvh * hd;
+        for (int j = 0; j < n_kv; j++)
+            k->vec_dot[LLM_F32](hd, &s[j], K + (size_t)j * kvd, qh);
+    } else {
+        const uint16_t *K = (const uint16_t *)c->kc[il] + (size_t)kvh * hd;
+        k->quantize_act[LLM_F16](qh, q16, hd);
+        for (int j = 0; j < n_kv; j++)
+            k->vec_dot[LLM_F16](hd, &s[j], K + (size_t)j * kvd, q16);
+    }
+    if (c->simd_ops)
+        llm_op_softmax_avx2(s, n_kv, kq_scale);
+    else
+        llm_op_softmax(s, n_kv, kq_scale);
+    if (!c->kv_f16) {
+        const float *VT = (const float *)c->vc[il] + (size_t)kvh * hd * c->n_ctx;
+        for (int d = 0; d < hd; d++)
+            k->vec_dot[LLM_F32](n_kv, &out[d], VT + (size_t)d * c->n_ctx, s);
+    } else {
+        const uint16_t *VT = (const uint16_t *)c->vc[il] + (size_t)kvh * hd * c->n_ctx;
+        k->quantize_act[LLM_F16](s, s16, n_kv);
+        for (int d = 0; d < hd; d++)
+            k->vec_dot[LLM_F16](n_kv, &out[d], VT + (size_t)d * c->n_ctx, s16);
+    }
+}
+
+static void attn_worker(void *arg, int ith, int nth)
+{
+    attn_job *j = arg;
+    llm_ctx *c = j->c;
+    const int n_head = (int)c->m->hp.n_head;
+    uint8_t *scratch = c->att_scratch + (size_t)ith * c->att_stride;
+    for (int item = ith; item < j->n_tok * n_head; item += nth) {
+        int t = item / n_head, h = item % n_head;
+        attend_one(c, j->il, t, h, j->pos0 + t, scratch);
+    }
+}
+
+/* ---- the layers -------------------------------------------------------------------------- */
+
+static void store_kv(llm_ctx *c, int il, int n, int pos0)
+{
+    const int kvd = (int)llm_hp_kv_dim(&c->m->hp);
+    for (int t = 0; t < n; t++) {
+        const float *kr = c->kx + (size_t)t * kvd, *vr = c->vx + (size_t)t * kvd;
+        size_t pos = (size_t)(pos0 + t);
+        if (!c->kv_f16) {
+            float *K = c->kc[il], *VT = c->vc[il];
+            memcpy(K + pos * kvd, kr, (size_t)kvd * sizeof(float));
+            for (int d = 0; d < kvd; d++)
+                VT[(size_t)d * c->n_ctx + pos] = vr[d];
+        } else {
+            uint16_t *K = c->kc[il], *VT = c->vc[il];
+            for (int d = 0; d < kvd; d++) {
+                K[pos * kvd + d] = llm_fp32_to_fp16(kr[d]);
+                VT[(size_t)d * c->n_ctx + pos] = llm_fp32_to_fp16(vr[d]);
+            }
+        }
+    }
+}
+
+static void add_bias(float *y, const float *b, int n_tok, int dim)
+{
+    if (b)
+        for (int t = 0; t < n_tok; t++)
+            llm_op_add(y + (size_t)t * dim, b, dim);
+}
+
+/* Per-head RMSNorm (qwen3) then RoPE of every head of n_tok rows of n_heads heads. */
+static void norm_rope_heads(llm_ctx *c, float *rows, int n_tok, int n_heads, const float *head_norm)
+{
+    const llm_hparams *hp = &c->m->hp;
+    const int hd = (int)hp->head_dim;
+    for (int t = 0; t < n_tok; t++)
+        for (int h = 0; h < n_heads; h++) {
+            float *v = rows + ((size_t)t * n_heads + h) * hd;
+            if (head_norm)
+                llm_op_rmsnorm(v, v, head_norm, hd, hp->norm_eps);
+            llm_op_rope(v, c->rope_cs + (size_t)t * hp->n_rot, (int)hp->n_rot, hp->rope_neox);
+        }
+}
+
+static void rmsnorm_rows(float *out, const float *x, const float *w, int n_tok, int dim, float eps)
+{
+    for (int t = 0; t < n_tok; t++)
+        llm_op_rmsnorm(out + (size_t)t * dim, x + (size_t)t * dim, w, dim, eps);
+}
+
+static void layer_forward(llm_ctx *c, int il, int n, int pos0)
+{
+    const llm_hparams *hp = &c->m->hp;
+    const llm_layer *L = &c->m->layers[il];
+    const int e = (int)hp->n_embd, qd = (int)llm_hp_q_dim(hp), kvd = (int)llm_hp_kv_dim(hp), ff = (int)hp->n_ff;
+    llm_pool *P = c->pool;
+    const llm_kernels *k = c->k;
+
+    /* attention */
+    rmsnorm_rows(c->xb, c->x, L->attn_norm, n, e, hp->norm_eps);
+    llm_matmul(P, k, &L->wq, c->xb, n, c->q, c->mm_scratch);
+    llm_matmul(P, k, &L->wk, c->xb, n, c->kx, c->mm_scratch);
+    llm_matmul(P, k, &L->wv, c->xb, n, c->vx, c->mm_scratch);
+    add_bias(c->q, L->bq, n, qd);
+    add_bias(c->kx, L->bk, n, kvd);
+    add_bias(c->vx, L->bv, n, kvd);
+    norm_rope_heads(c, c->q, n, (int)hp->n_head, L->q_norm);
+    norm_rope_heads(c, c->kx, n, (int)hp->n_head_kv, L->k_norm);
+    store_kv(c, il, n, pos0);
+    attn_job job = {c, il, n, pos0};
+    llm_pool_run(P, attn_worker, &job);
+    llm_matmul(P, k, &L->wo, c->att, n, c->xb2, c->mm_scratch);
+    llm_op_add(c->x, c->xb2, n * e);
+
+    /* feed-forward (SwiGLU) */
+    rmsnorm_rows(c->xb, c->x, L->ffn_norm, n, e, hp->norm_eps);
+    llm_matmul(P, k, &L->w_gate, c->xb, n, c->hb, c->mm_scratch);
+    llm_matmul(P, k, &L->w_up, c->xb, n, c->hb2, c->mm_scratch);
+    if (c->simd_ops)
+        llm_op_swiglu_avx2(c->hb, c->hb2, n * ff);
+    else
+        llm_op_swiglu(c->hb, c->hb2, n * ff);
+    llm_matmul(P, k, &L->w_down, c->hb, n, c->xb2, c->mm_scratch);
+    llm_op_add(c->x, c->xb2, n * e);
+}
+
+/* One batch at positions n_past.. ; logits: NULL, the last token's row, or all n rows. */
+static void forward_batch(llm_ctx *c, const int32_t *tok, int n, float *logits, bool all_logits)
+{
+    const llm_model *m = c->m;
+    const llm_hparams *hp = &m->hp;
+    const int e = (int)hp->n_embd, pos0 = c->n_past;
+    const size_t row = llm_row_size(m->token_embd.type, e);
+
+    for (int t = 0; t < n; t++) {
+        const uint8_t *src = (const uint8_t *)m->token_embd.data + (size_t)tok[t] * row;
+        llm_dequantize_row(m->token_embd.type, src, c->x + (size_t)t * e, e);
+        llm_op_rope_cache(c->rope_cs + (size_t)t * hp->n_rot, (float)(pos0 + t), (int)hp->n_rot, hp->rope_base,
+                          hp->rope_freq_scale);
+    }
+    for (int il = 0; il < (int)hp->n_layer; il++)
+        layer_forward(c, il, n, pos0);
+    if (!logits)
+        return;
+    if (all_logits) {
+        rmsnorm_rows(c->xb, c->x, m->output_norm, n, e, hp->norm_eps);
+        llm_matmul(c->pool, c->k, &m->output, c->xb, n, logits, c->mm_scratch);
+    } else {
+        llm_op_rmsnorm(c->xb, c->x + (size_t)(n - 1) * e, m->output_norm, e, hp->norm_eps);
+        llm_matmul(c->pool, c->k, &m->output, c->xb, 1, logits, c->mm_scratch);
+    }
+}
+
+int llm_forward(llm_ctx *c, const int32_t *tokens, int n, float *logits, bool all_logits, llm_err *err)
+{
+    const uint32_t n_vocab = c->m->hp.n_vocab;
+    if (n <= 0)
+        return llm_errf(err, "forward: no tokens to evaluate");
+    if (n > c->n_ctx - c->n_past)
+        return llm_errf(err, "context is full: %d cached + %d new tokens exceed the context size %d", c->n_past, n,
+                        c->n_ctx);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= n_vocab)
+            return llm_errf(err, "token %d at index %d is outside the vocabulary (0..%u)", tokens[i], i,
+                            n_vocab - 1);
+    for (int i0 = 0; i0 < n; i0 += c->n_batch) {
+        int nb = n - i0 < c->n_batch ? n - i0 : c->n_batch;
+        float *out = NULL;
+        if (logits && all_logits)
+            out = logits + (size_t)i0 * n_vocab;
+        else if (logits && i0 + nb == n)
+            out = logits;
+        forward_batch(c, tokens + i0, nb, out, all_logits);
+        c->n_past += nb;
+    }
+    return llm_map_check(&c->m->map, err);
+}
+
+/* ---- cache management -------------------------------------------------------------------- */
+
+void llm_ctx_kv_truncate(llm_ctx *c, int n_keep)
+{
+    if (n_keep < 0)
+        n_keep = 0;
+    if (n_keep < c->n_past)
+        c->n_past = n_keep;
+}
+
+/* Rotates one cached key row (all kv heads) by the angle table cs (position delta). */
+static void rerotate_key_row(llm_ctx *c, void *krow, const float *cs, float *tmp)
+{
+    const llm_hparams *hp = &c->m->hp;
+    const int hd = (int)hp->head_dim, kvd = (int)llm_hp_kv_dim(hp);
+    if (c->kv_f16) {
+        uint16_t *k16 = krow;
+        for (int d = 0; d < kvd; d++)
+            tmp[d] = llm_fp16_to_fp32(k16[d]);
+    } else {
+        memcpy(tmp, krow, (size_t)kvd * sizeof(float));
+    }
+    for (int h = 0; h < (int)hp->n_head_kv; h++)
+        llm_op_rope(tmp + (size_t)h * hd, cs, (int)hp->n_rot, hp->rope_neox);
+    if (c->kv_f16) {
+        uint16_t *k16 = krow;
+        for (int d = 0; d < kvd; d++)
+            k16[d] = llm_fp32_to_fp16(tmp[d]);
+    } else {
+        memcpy(krow, tmp, (size_t)kvd * sizeof(float));
+    }
+}
+
+int llm_ctx_kv_shift(llm_ctx *c, int n_keep, int n_discard, llm_err *err)
+{
+    if (n_keep < 0 || n_discard <= 0 || n_keep + n_discard > c->n_past)
+        return llm_errf(err, "context shift: cannot discard %d tokens after %d of %d cached", n_discard, n_keep,
+                        c->n_past);
+    const llm_hparams *hp = &c->m->hp;
+    const size_t kvd = llm_hp_kv_dim(hp), elt = c->kv_elt;
+    const int n_move = c->n_past - n_keep - n_discard;
+    /* The angle table of a rotation by -n_discard positions, and a row buffer (c->kx is
+     * free between forward passes and holds at least kv_dim floats). */
+    float *cs = c->rope_cs, *tmp = c->kx;
+    llm_op_rope_cache(cs, (float)-n_discard, (int)hp->n_rot, hp->rope_base, hp->rope_freq_scale);
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        uint8_t *K = c->kc[il], *VT = c->vc[il];
+        memmove(K + (size_t)n_keep * kvd * elt, K + (size_t)(n_keep + n_discard) * kvd * elt,
+                (size_t)n_move * kvd * elt);
+        for (int j = 0; j < n_move; j++)
+            rerotate_key_row(c, K + (size_t)(n_keep + j) * kvd * elt, cs, tmp);
+        for (size_t d = 0; d < kvd; d++) {
+            uint8_t *r = VT + d * (size_t)c->n_ctx * elt;
+            memmove(r + (size_t)n_keep * elt, r + (size_t)(n_keep + n_discard) * elt, (size_t)n_move * elt);
+        }
+    }
+    c->n_past -= n_discard;
+    return 0;
+}

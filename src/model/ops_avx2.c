@@ -1,0 +1,100 @@
+/*
+ * ops_avx2 — AVX2+FMA versions of the two ops whose transcendental function decides bits that
+ * matter downstream: soft-max (attention weights) and SwiGLU (the input of ffn_down, which is
+ * then quantized to 8 bits). Both follow ggml's AVX2 path: exp by the same polynomial
+ * (ARM optimized-routines expf: 2^n * p(b) with |error| < 1.5 ulp), eight lanes at a time with
+ * the scalar expf for a tail, soft-max sums reduced per 8 lanes in float then accumulated in
+ * double. Matching those bits keeps activations on the same side of quantization rounding
+ * boundaries as llama.cpp more often, which is what makes native-compute logits agree.
+ * Only called when the CPU has AVX2 and FMA (ops.c decides).
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <stdbool.h>
+
+#include "model/ops.h"
+
+/* exp(x) for 8 lanes: x = n ln2 + b, |b| <= ln2/2, exp(x) = 2^n (1 + b + b^2 p(b)). */
+static inline __m256 exp8(__m256 x)
+{
+    const __m256 shift = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), shift);
+    const __m256 n = _mm256_sub_ps(z, shift);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_castps_si256(_mm256_set1_ps(1))));
+    const __m256 absn = _mm256_andnot_ps(_mm256_set1_ps(-0.f), n);
+    const __m256 big = _mm256_cmp_ps(absn, _mm256_set1_ps(126), _CMP_GT_OQ);
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    if (!_mm256_movemask_ps(big))
+        return _mm256_fmadd_ps(j, k, k);
+    /* |n| > 126: scale in two steps so 2^n neither overflows nor underflows early; beyond 192
+     * the result is 0 or inf. */
+    const __m256i g = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                                       _mm256_set1_epi32((int)0x82000000u));
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    const __m256 huge = _mm256_cmp_ps(absn, _mm256_set1_ps(192), _CMP_GT_OQ);
+    const __m256 scaled = _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1);
+    const __m256 normal = _mm256_fmadd_ps(k, j, k);
+    const __m256 r = _mm256_blendv_ps(normal, scaled, big);
+    return _mm256_blendv_ps(r, _mm256_mul_ps(s1, s1), huge);
+}
+
+void llm_op_softmax_avx2(float *s, int n, float scale)
+{
+    float max = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        s[i] *= scale;
+        max = s[i] > max ? s[i] : max;
+    }
+    double sum = 0.0;
+    int i = 0;
+    const __m256 vmax = _mm256_set1_ps(max);
+    /* llama.cpp pads the row of attention scores to a multiple of 32 cached positions with
+     * masked (-inf) entries, so every real score goes through the 8-lane path; do the same by
+     * padding the last partial group with -inf (exp = 0) instead of using scalar expf. */
+    for (; i < n; i += 8) {
+        float pad[8];
+        const bool full = i + 8 <= n;
+        if (!full)
+            for (int l = 0; l < 8; l++)
+                pad[l] = i + l < n ? s[i + l] : -INFINITY;
+        __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(full ? s + i : pad), vmax));
+        __m128 h = _mm_add_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        sum += (double)_mm_cvtss_f32(h);
+        if (full) {
+            _mm256_storeu_ps(s + i, v);
+        } else {
+            _mm256_storeu_ps(pad, v);
+            for (int l = 0; i + l < n; l++)
+                s[i + l] = pad[l];
+        }
+    }
+    const float inv = (float)(1.0 / sum);
+    for (i = 0; i < n; i++)
+        s[i] *= inv;
+}
+
+void llm_op_swiglu_avx2(float *a, const float *b, int n)
+{
+    int i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 7 < n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(a + i);
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        const __m256 silu = _mm256_div_ps(x, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(a + i, _mm256_mul_ps(silu, _mm256_loadu_ps(b + i)));
+    }
+    for (; i < n; i++) {
+        const float g = a[i];
+        a[i] = (g / (1.0f + expf(-g))) * b[i];
+    }
+}
