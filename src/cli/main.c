@@ -12,6 +12,7 @@ typedef struct command {
 
 static const command COMMANDS[] = {
     {"inspect", cmd_inspect, "show what a GGUF file holds (--json, --tensors)"},
+    {"logits", cmd_logits, "a prompt's next-token logits and greedy continuation (checks vs llama.cpp)"},
     {"pull", cmd_pull, "download a model (GGUF URL or registry), resumable, verified"},
     {"import", cmd_import, "add a local GGUF file to the store under a name"},
     {"create", cmd_create, "create a model from a Modelfile (-f FILE)"},
