@@ -24,6 +24,7 @@ static const command COMMANDS[] = {
     {"store", cmd_store, "store maintenance: check [--fix], path"},
     {"quantize", cmd_quantize, "re-quantize a model file (IN OUT TYPE)"},
     {"bench", cmd_bench, "benchmarks: kernels (and more, see --help)"},
+    {"synth", cmd_synth, "generate a seeded random model of a real shape"},
 };
 
 static void usage(FILE *out)
