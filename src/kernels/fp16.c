@@ -33,8 +33,8 @@ float llm_fp16_to_fp32(uint16_t h)
         float v = (float)mant * 5.9604644775390625e-8f;
         return sign ? -v : v;
     }
-    if (exp == 31) /* inf or NaN: keep the payload */
-        return f32_from_bits(sign | 0x7f800000u | (mant << 13));
+    if (exp == 31) /* inf, or NaN: keep the payload, make it quiet (as vcvtph2ps does) */
+        return f32_from_bits(sign | 0x7f800000u | (mant << 13) | (mant ? 0x400000u : 0));
     return f32_from_bits(sign | ((exp + 112) << 23) | (mant << 13));
 }
 
