@@ -26,7 +26,7 @@ run_one() {
     line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$log/out" | tail -1)
     if [ -n "$line" ]; then
         local p f s
-        p=$(sed -E 's/.* ?([0-9]+) passed.*/\1/' <<<"$line")
+        p=$(sed -E 's/^(.*[^0-9])?([0-9]+) passed.*/\2/' <<<"$line")
         f=$(sed -E 's/.*passed, ([0-9]+) failed.*/\1/' <<<"$line")
         s=$(grep -oE '[0-9]+ skipped' <<<"$line" | grep -oE '[0-9]+' || echo 0)
         passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))
