@@ -56,6 +56,8 @@ static const char *check_part(const char *p, size_t n, int is_tag, char *why, si
                  LLM_NAME_PART_MAX);
         return why;
     }
+    if (!is_tag && p[0] >= 'A' && p[0] <= 'Z')
+        return "uppercase letters are not allowed in a model name (use lowercase)";
     if (!(is_tag ? is_alnum((unsigned char)p[0]) : is_lower_or_digit((unsigned char)p[0]))) {
         snprintf(why, whycap, "%s must start with a %s, not '%c'", is_tag ? "the tag" : "a component",
                  is_tag ? "letter or digit" : "lowercase letter or digit", p[0]);

@@ -383,6 +383,10 @@ static int download(const char *url, const char *partial, uint64_t expect_size, 
         fputc('\n', stderr);
     }
     llm_buf_free(&f.errbody);
+    /* An empty partial file (the request failed before any byte arrived) resumes nothing. */
+    struct stat end;
+    if (result != 0 && fstat(fd, &end) == 0 && end.st_size == 0)
+        unlink(partial);
     close(fd);
     return result;
 }

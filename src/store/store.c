@@ -341,6 +341,14 @@ int llm_store_resolve_ex(llm_store *s, const char *name_or_path, char **gguf_pat
             return llm_errf(err, "%s: %s", name_or_path, strerror(errno));
         if (!S_ISREG(st.st_mode))
             return llm_errf(err, "%s: not a regular file", name_or_path);
+        /* Only the magic here: the loader parses the rest and names any problem. */
+        char magic[4] = {0};
+        int fd = open(name_or_path, O_RDONLY | O_CLOEXEC);
+        ssize_t got = fd >= 0 ? read(fd, magic, 4) : -1;
+        if (fd >= 0)
+            close(fd);
+        if (got != 4 || memcmp(magic, "GGUF", 4) != 0)
+            return llm_errf(err, "%s: not a GGUF file", name_or_path);
         *gguf_path = llm_xstrdup(name_or_path);
         return 0;
     }

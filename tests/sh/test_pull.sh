@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# llmap pull over loopback:
+#   1. a plain GGUF file from `"$PY" -m http.server`, checked against sha256sum;
+#   2. --sha256 / #sha256= verification: a wrong digest or a corrupted file is rejected and
+#      nothing is listed or left behind;
+#   3. resume: a rate-limited pull is killed with SIGKILL mid-way, the next pull continues
+#      with an HTTP Range request (asserted from the server's own request log);
+#   4. a real OCI/Docker registry (Debian's docker-registry): the model pushed through the
+#      registry HTTP API with Ollama's media types, pulled back and shown.
+# Each part uses its own LLMAP_HOME. Needs python3, curl, sha256sum, docker-registry.
+set -u
+BIN=${LLMAP_BIN:-./llmap}
+ROOT=${LLMAP_ROOT:-.}
+SHARED=${LLMAP_SHARED:-$ROOT/../shared}
+MODEL=$SHARED/models/tiny-llama-q4_0.gguf
+pass=0; fail=0; skip=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL test_pull: $*" >&2; }
+check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
+finish() { if [ "$skip" -gt 0 ]; then echo "test_pull: $pass passed, $fail failed, $skip skipped"; else echo "test_pull: $pass passed, $fail failed"; fi; [ "$fail" -eq 0 ]; exit $?; }
+skip_all() {
+    echo "SKIP test_pull: $*" >&2
+    if [ "${LLMAP_REQUIRE_SHARED:-0}" = 1 ]; then fail=$((fail + 1)); else skip=$((skip + 1)); fi
+}
+
+[ -f "$MODEL" ] || { skip_all "shared model $MODEL absent"; finish; }
+# The system interpreter directly: version-manager shims cost seconds per start on a busy machine.
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=$(command -v python3) || { skip_all "python3 missing"; finish; }
+
+T=$(mktemp -d /tmp/llmap-test-pull-XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
+sha() { sha256sum "$1" | cut -c1-64; }
+
+mkdir -p "$T/srv"
+cp "$MODEL" "$T/srv/tiny.gguf"
+SUM=$(sha "$T/srv/tiny.gguf")
+SIZE=$(stat -c %s "$T/srv/tiny.gguf")
+# A corrupted copy: one byte flipped in the middle (still parses as GGUF: tensor data).
+cp "$T/srv/tiny.gguf" "$T/srv/corrupt.gguf"
+printf '\xff' | dd of="$T/srv/corrupt.gguf" bs=1 seek=$((SIZE / 2)) conv=notrunc status=none
+# A truncated copy: not a valid GGUF any more.
+head -c $((SIZE / 3)) "$T/srv/tiny.gguf" > "$T/srv/trunc.gguf"
+
+# ---- 1. plain http.server ------------------------------------------------------------------
+P1=$(free_port)
+"$PY" -m http.server "$P1" --bind 127.0.0.1 --directory "$T/srv" >/dev/null 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$P1/" || bad "http.server did not start"
+export LLMAP_HOME=$T/h1
+URL=http://127.0.0.1:$P1
+check "pull plain file" "$BIN" pull "$URL/tiny.gguf" --quiet
+check "listed as tiny:latest" grep -q '^tiny:latest ' <("$BIN" list)
+check "blob named by sha256sum's digest" test -f "$LLMAP_HOME/blobs/sha256-$SUM"
+check "blob content matches" test "$(sha "$LLMAP_HOME/blobs/sha256-$SUM")" = "$SUM"
+out=$("$BIN" show tiny)
+check "show: architecture llama" grep -q 'architecture *llama' <<<"$out"
+check "show: quantization Q4_0" grep -qi 'quantization *q4_0' <<<"$out"
+check "pull with the right --sha256" "$BIN" pull "$URL/tiny.gguf" good --sha256 "$SUM" --quiet
+check "pull with the right #sha256=" "$BIN" pull "$URL/tiny.gguf#sha256=$SUM" good2 --quiet
+
+# ---- 2. verification failures -----------------------------------------------------------------
+WRONG=$(printf '%064d' 0)
+err=$("$BIN" pull "$URL/tiny.gguf" wrong --sha256 "$WRONG" --quiet 2>&1); rc=$?
+check "wrong --sha256 fails" test "$rc" -ne 0
+check "wrong --sha256 message" grep -q "sha256 mismatch" <<<"$err"
+err=$("$BIN" pull "$URL/corrupt.gguf#sha256=$SUM" corrupt --quiet 2>&1); rc=$?
+check "corrupted file fails" test "$rc" -ne 0
+check "corrupted file message" grep -q "sha256 mismatch" <<<"$err"
+err=$("$BIN" pull "$URL/trunc.gguf" trunc --quiet 2>&1); rc=$?
+check "truncated GGUF fails" test "$rc" -ne 0
+check "truncated GGUF message" grep -q "rejected" <<<"$err"
+err=$("$BIN" pull "$URL/absent.gguf" absent --quiet 2>&1); rc=$?
+check "404 fails" test "$rc" -ne 0
+check "404 message" grep -q "HTTP 404" <<<"$err"
+names=$("$BIN" list | awk 'NR > 1 {print $1}' | sort | tr '\n' ' ' | sed 's/ $//')
+check "only verified models listed ($names)" test "$names" = "good2:latest good:latest tiny:latest"
+check "no partial files left after rejections" test -z "$(ls -A "$LLMAP_HOME/tmp")"
+check "store check clean" "$BIN" store check
+
+# ---- 3. resume after SIGKILL ---------------------------------------------------------------
+# A small Range-capable server that logs "<Range header> <start> <bytes sent>" per request.
+cat > "$T/rangesrv.py" <<'EOF'
+import http.server, os, sys
+root, port, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+class H(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        path = os.path.join(root, os.path.basename(self.path))
+        if not os.path.isfile(path):
+            self.send_error(404); return
+        size = os.path.getsize(path)
+        rng = self.headers.get('Range')
+        start = 0
+        if rng and rng.startswith('bytes='):
+            start = int(rng[6:].split('-')[0])
+            if start >= size:
+                self.send_response(416); self.send_header('Content-Range', 'bytes */%d' % size); self.end_headers(); return
+            self.send_response(206); self.send_header('Content-Range', 'bytes %d-%d/%d' % (start, size - 1, size))
+        else:
+            self.send_response(200)
+        self.send_header('Content-Length', str(size - start)); self.end_headers()
+        sent = 0
+        try:
+            with open(path, 'rb') as f:
+                f.seek(start)
+                while True:
+                    b = f.read(65536)
+                    if not b: break
+                    self.wfile.write(b); sent += len(b)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finally:
+            with open(log, 'a') as L: L.write('%s %d %d\n' % (rng.replace(' ', '') if rng else '-', start, sent))
+http.server.ThreadingHTTPServer(('127.0.0.1', port), H).serve_forever()
+EOF
+P2=$(free_port)
+LOG=$T/range.log
+: > "$LOG"
+"$PY" "$T/rangesrv.py" "$T/srv" "$P2" "$LOG" >/dev/null 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$P2/none" || true
+export LLMAP_HOME=$T/h2
+# 2 MB/s for an 11.7 MB file: about 6 s in total; kill once 3 MB are down.
+LLMAP_PULL_RATE_LIMIT=2m "$BIN" pull "http://127.0.0.1:$P2/tiny.gguf#sha256=$SUM" resumed --quiet &
+PULL=$!
+partial=
+for _ in $(seq 1 200); do
+    partial=$(ls "$LLMAP_HOME"/tmp/pull-*.partial 2>/dev/null | head -1)
+    [ -n "$partial" ] && [ "$(stat -c %s "$partial")" -ge 3000000 ] && break
+    sleep 0.05
+done
+kill -9 $PULL 2>/dev/null; wait $PULL 2>/dev/null
+have=$(stat -c %s "$partial" 2>/dev/null || echo 0)
+check "partial file kept after SIGKILL ($have bytes)" test "$have" -ge 3000000 -a "$have" -lt "$SIZE"
+check "nothing listed after SIGKILL" test -z "$("$BIN" list | awk 'NR > 1')"
+check "store check passes with a partial download" "$BIN" store check
+sleep 0.3 # let the server log the broken transfer
+check "resumed pull succeeds" "$BIN" pull "http://127.0.0.1:$P2/tiny.gguf#sha256=$SUM" resumed --quiet
+last=$(tail -1 "$LOG")
+read -r rng start sent <<<"$last"
+check "second request asked for bytes=$have- (log: $last)" test "$rng" = "bytes=$have-"
+check "second request sent only the rest ($sent = $SIZE - $have)" test "$sent" -eq $((SIZE - have))
+check "resumed blob verified" test "$(sha "$LLMAP_HOME/blobs/sha256-$SUM")" = "$SUM"
+check "resumed model listed" grep -q '^resumed:latest ' <("$BIN" list)
+check "partial file consumed" test -z "$(ls -A "$LLMAP_HOME/tmp")"
+
+# ---- 4. an OCI/Docker registry in Ollama's layout -------------------------------------------
+if ! command -v docker-registry >/dev/null; then
+    skip_all "docker-registry missing (apt-get install docker-registry)"
+    finish
+fi
+P3=$(free_port)
+cat > "$T/registry.yml" <<EOF
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $T/registry
+http:
+  addr: 127.0.0.1:$P3
+EOF
+docker-registry serve "$T/registry.yml" >"$T/registry.log" 2>&1 &
+PIDS+=($!)
+REG=http://127.0.0.1:$P3
+wait_http "$REG/v2/" || bad "docker-registry did not start"
+# Monolithic blob upload: POST for an upload URL, PUT the bytes with ?digest=.
+push_blob() { # repo file -> prints "sha256:<hex> <size>"
+    local repo=$1 file=$2 d loc sep
+    d=sha256:$(sha "$file")
+    loc=$(curl -s -i -X POST "$REG/v2/$repo/blobs/uploads/" | tr -d '\r' | awk -F': ' 'tolower($1)=="location"{print $2}')
+    case "$loc" in http*) ;; *) loc=$REG$loc;; esac
+    case "$loc" in *\?*) sep='&';; *) sep='?';; esac
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/octet-stream' \
+        --data-binary @"$file" "$loc${sep}digest=$d")
+    [ "$code" = 201 ] || echo "push of $file: HTTP $code" >&2
+    echo "$d $(stat -c %s "$file")"
+}
+printf '%s' '{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}' > "$T/template"
+printf '%s' '{"temperature":0.25,"stop":["<|end|>"],"num_keep":4}' > "$T/params"
+printf '%s' 'You are a tiny test model.' > "$T/system"
+printf '%s' '{"model_format":"gguf","model_family":"llama","architecture":"amd64","os":"linux"}' > "$T/config"
+read -r dm sm <<<"$(push_blob library/tiny "$T/srv/tiny.gguf")"
+read -r dt st <<<"$(push_blob library/tiny "$T/template")"
+read -r dp sp <<<"$(push_blob library/tiny "$T/params")"
+read -r ds ss <<<"$(push_blob library/tiny "$T/system")"
+read -r dc sc <<<"$(push_blob library/tiny "$T/config")"
+cat > "$T/manifest.json" <<EOF
+{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
+ "config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"$dc","size":$sc},
+ "layers":[
+  {"mediaType":"application/vnd.ollama.image.model","digest":"$dm","size":$sm},
+  {"mediaType":"application/vnd.ollama.image.template","digest":"$dt","size":$st},
+  {"mediaType":"application/vnd.ollama.image.params","digest":"$dp","size":$sp},
+  {"mediaType":"application/vnd.ollama.image.system","digest":"$ds","size":$ss}]}
+EOF
+code=$(curl -s -o "$T/put.out" -w '%{http_code}' -X PUT \
+    -H 'Content-Type: application/vnd.docker.distribution.manifest.v2+json' \
+    --data-binary @"$T/manifest.json" "$REG/v2/library/tiny/manifests/0.1")
+check "manifest pushed (HTTP $code $(head -c 200 "$T/put.out"))" test "$code" = 201
+export LLMAP_HOME=$T/h3
+check "pull from the registry" "$BIN" pull "$REG/library/tiny:0.1" --quiet
+check "registry model listed as tiny:0.1" grep -q '^tiny:0.1 ' <("$BIN" list)
+check "registry blob verified" test "$(sha "$LLMAP_HOME/blobs/sha256-$SUM")" = "$SUM"
+json=$("$BIN" show tiny:0.1 --json)
+# One interpreter start for all fields: architecture, template, system, temperature, stop[0].
+mapfile -t f < <("$PY" -c 'import json,sys; d=json.load(sys.stdin); o=d.get("options",{})
+for v in (d.get("architecture"), d.get("template"), d.get("system"), o.get("temperature"), (o.get("stop") or [None])[0]): print(v)' <<<"$json")
+check "show: architecture" test "${f[0]:-}" = llama
+check "show: template from the template layer" test "${f[1]:-}" = "$(cat "$T/template")"
+check "show: system from the system layer" test "${f[2]:-}" = "You are a tiny test model."
+check "show: temperature from the params layer" test "${f[3]:-}" = 0.25
+check "show: stop from the params layer" test "${f[4]:-}" = "<|end|>"
+check "pull with registry:// style name to another tag fails cleanly" \
+    test "$("$BIN" pull "$REG/library/tiny:nope" --quiet 2>&1 | grep -c 'not found')" = 1
+check "store check after registry pull" "$BIN" store check
+finish
