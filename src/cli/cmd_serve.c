@@ -17,7 +17,9 @@
 
 static const char USAGE[] =
     "llmap serve [--host ADDR] [--port N] [--models DIR] [--threads N] [--parallel N]\n"
-    "                   [--keep-alive SECONDS] [--verbose]\n"
+    "                   [--keep-alive SECONDS] [--timeout SECONDS] [--verbose]\n"
+    "  --keep-alive: how long an unused model stays loaded (default 300, < 0 forever)\n"
+    "  --timeout: idle seconds before a client connection is closed (default 30)\n"
     "  LLMAP_HOST=host:port sets the address too (flags win). Default 127.0.0.1:11434.";
 
 /* "host", "host:port", ":port", "[v6]:port" → host/port (host copied into buf). */
@@ -68,13 +70,14 @@ int cmd_serve(int argc, char **argv)
         {"host", required_argument, 0, 'H'},    {"port", required_argument, 0, 'p'},
         {"models", required_argument, 0, 'm'},  {"threads", required_argument, 0, 't'},
         {"parallel", required_argument, 0, 'P'}, {"keep-alive", required_argument, 0, 'k'},
+        {"timeout", required_argument, 0, 'T'},
         {"verbose", no_argument, 0, 'v'},       {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     char hostbuf[256];
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "H:p:m:t:P:k:vh", LONG, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "H:p:m:t:P:k:T:vh", LONG, NULL)) != -1) {
         char *end = NULL;
         switch (c) {
         case 'H':
@@ -94,6 +97,13 @@ int cmd_serve(int argc, char **argv)
                 return cli_usage(USAGE);
             break;
         case 'k': o.keep_alive = strtod(optarg, &end); break;
+        case 'T': {
+            long t = strtol(optarg, &end, 10);
+            if (*end || t < 1 || t > 86400)
+                return cli_usage(USAGE);
+            o.conn_timeout = (unsigned)t;
+            break;
+        }
         case 'v': o.verbose = true; break;
         case 'h': printf("usage: %s\n", USAGE); return 0;
         default: return cli_usage(USAGE);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "fit/fit.h"
 #include "text/template.h"
 
 void llmap_load_opts_default(llmap_load_opts *o)
@@ -46,6 +47,48 @@ static char *model_name(const gguf_file *f, const char *path)
     return llm_xstrdup(slash ? slash + 1 : path);
 }
 
+/* Memory the weights may occupy: what this process may use minus everything else fit predicts
+ * (KV cache, compute, vocabulary, process). LLMAP_STREAM_BUDGET (MiB) overrides it, for tests and
+ * benchmarks that emulate a smaller machine without a cgroup. */
+static uint64_t weight_budget(const llm_fit *r)
+{
+    const char *env = getenv("LLMAP_STREAM_BUDGET");
+    if (env && atoll(env) > 0)
+        return (uint64_t)atoll(env) << 20;
+    uint64_t other = r->total_bytes - r->weight_bytes;
+    return r->usable_bytes > other ? r->usable_bytes - other : 0;
+}
+
+/* AUTO streams when fit says the model only runs with paging; STREAM always does. */
+static int choose_streaming(llmap_model *mm, const llmap_load_opts *opts, llm_err *e)
+{
+    if (opts->mode != LLMAP_LOAD_AUTO && opts->mode != LLMAP_LOAD_STREAM)
+        return 0;
+    llm_sysmem sm;
+    llm_sysmem_get(&sm);
+    llm_machine here = {.id = "this", .usable_bytes = llm_sysmem_usable(&sm), .disk_bytes_s = 1e9,
+                        .bw_bytes_s = 1e10, .efficiency = 0.8};
+    llm_fit r;
+    if (llm_fit_estimate(&mm->m.gguf, NULL, &here, &r, e))
+        return -1;
+    bool forced = opts->mode == LLMAP_LOAD_STREAM || getenv("LLMAP_STREAM_BUDGET");
+    if (!forced && r.verdict != LLM_FIT_PAGING) {
+        if (r.verdict == LLM_FIT_NO)
+            fprintf(stderr, "llmap: warning: %s needs %.0f MiB but only %.0f MiB are available; expect it to fail "
+                            "or crawl (see `llmap fit`)\n",
+                    mm->m.map.path, r.total_bytes / 1048576.0, r.usable_bytes / 1048576.0);
+        return 0;
+    }
+    if (llm_model_stream(&mm->m, weight_budget(&r), e))
+        return -1;
+    if (opts->verbose || !forced)
+        fprintf(stderr, "llmap: streaming %s: %.0f MiB resident (%d of %u layers + embeddings), the rest read "
+                        "ahead from disk each token\n",
+                mm->m.map.path, llm_stream_resident_bytes(mm->m.stream) / 1048576.0,
+                llm_stream_first_streamed(mm->m.stream), mm->m.hp.n_layer);
+    return 0;
+}
+
 int llmap_model_load(const char *path, const llmap_load_opts *opts, llmap_model **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -66,6 +109,8 @@ int llmap_model_load(const char *path, const llmap_load_opts *opts, llmap_model 
         free(mm);
         return -1;
     }
+    if (choose_streaming(mm, opts, &e))
+        goto fail;
     if (llm_vocab_load(&mm->m.gguf, &mm->vocab, &e)) {
         llm_err_prefix(&e, "%s: tokenizer", path);
         goto fail;

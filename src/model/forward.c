@@ -336,8 +336,11 @@ static void forward_batch(llm_ctx *c, const int32_t *tok, int n, float *logits, 
         llm_op_rope_cache(c->rope_cs + (size_t)t * hp->n_rot, (float)(pos0 + t), (int)hp->n_rot, hp->rope_base,
                           hp->rope_freq_scale);
     }
-    for (int il = 0; il < (int)hp->n_layer; il++)
+    for (int il = 0; il < (int)hp->n_layer; il++) {
+        if (m->stream)
+            llm_stream_layer(m->stream, il);
         layer_forward(c, il, n, pos0);
+    }
     if (!logits)
         return;
     if (all_logits) {

@@ -271,6 +271,7 @@ void llm_model_free(llm_model *m)
 {
     if (!m)
         return;
+    llm_stream_free(m->stream);
     for (int i = 0; i < m->n_owned; i++)
         free(m->owned[i]);
     free(m->owned);

@@ -84,6 +84,7 @@ typedef struct llm_model {
     uint64_t weight_bytes; /* bytes of all tensors (what one token reads, roughly) */
     float **owned;         /* converted norm/bias vectors (file had them non-F32 or unaligned) */
     int n_owned;
+    llm_stream *stream;    /* layer-ahead streaming when the model does not fit (NULL: plain mapping) */
 } llm_model;
 
 /* Maps (or reads, per o; NULL = default mmap) the file, parses it, checks the architecture,
@@ -92,6 +93,11 @@ typedef struct llm_model {
  * src/text; it reads m->gguf). On failure *m is left empty and llm_model_free is still safe. */
 int llm_model_load(llm_model *m, const char *path, const llm_map_opts *o, llm_err *err);
 void llm_model_free(llm_model *m);
+
+/* Streams the weights through `budget` bytes of memory (see mem.h): hot tensors and leading
+ * layers stay resident, the rest is prefetched ahead of use and released behind. Call before
+ * any context runs; the forward pass then drives it layer by layer. */
+int llm_model_stream(llm_model *m, uint64_t budget, llm_err *err);
 
 /* Reads hyper-parameters only (used by llm_model_load; exposed for tools and tests). */
 int llm_hparams_read(const gguf_file *f, llm_hparams *hp, llm_err *err);

@@ -3,9 +3,13 @@
  * ("tiny-llama-q8_0", "tiny-llama-q8_0:latest", "tiny-llama-q8_0.gguf") mapped to GGUF
  * files of the models directory, and their metadata for /api/tags, /api/show and /api/ps.
  *
- * Names come from the network, so they are checked before any file system call: only
- * [A-Za-z0-9._-] with an optional ":tag", no leading dot, no "..", no separators — a request
- * can never name a file outside the models directory.
+ * Two sources: the model store (src/store, the default: names and tags from manifests) or,
+ * with --models DIR, a plain directory of GGUF files ("stem.gguf" is "stem:latest").
+ *
+ * Names come from the network, so they are checked before any file system call: the store's
+ * name grammar, or for a directory only [A-Za-z0-9._-] with an optional ":tag", no leading
+ * dot, no "..", no separators — a request can never name a file outside the store or the
+ * directory (in particular, never a path: llm_store_resolve's path shortcut is not used).
  */
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -17,18 +21,7 @@
 #include "gguf/gguf.h"
 #include "mem/mem.h"
 #include "server/server.h"
-
-static const char *models_dir(const server_opts *o, char *buf, size_t n)
-{
-    if (o->models_dir)
-        return o->models_dir;
-    const char *env = getenv("LLMAP_MODELS");
-    if (env && *env)
-        return env;
-    const char *home = getenv("HOME");
-    snprintf(buf, n, "%s/.llmap/models", home ? home : ".");
-    return buf;
-}
+#include "store/store.h"
 
 static bool name_char_ok(char ch)
 {
@@ -65,22 +58,51 @@ static int split_name(const char *name, char *stem, size_t stem_n, char *tag, si
     return 0;
 }
 
+/* A store name → its blob. 400 for a name that breaks the grammar, 404 when absent. */
+static int store_resolve(const char *name, char **path, char **canonical, char **digest, int *status, llm_err *err)
+{
+    llm_name n;
+    if (llm_name_parse(name, &n, err)) {
+        *status = 400;
+        return -1;
+    }
+    llm_store *st;
+    if (llm_store_open(&st, NULL, err)) {
+        *status = 500;
+        return -1;
+    }
+    llm_manifest man;
+    int rc = llm_store_get(st, n.full, &man, err);
+    if (rc) {
+        *status = 404;
+    } else {
+        *path = llm_store_blob_path(st, man.digest);
+        *canonical = llm_xstrdup(n.full);
+        if (digest)
+            *digest = llm_xstrdup(man.digest);
+        llm_manifest_free(&man);
+    }
+    llm_store_close(st);
+    return rc;
+}
+
 int models_resolve(const server_opts *o, const char *name, char **path, char **canonical, int *status,
                    llm_err *err)
 {
-    char stem[256], tag[128], dirbuf[1024];
+    char stem[256], tag[128];
     *path = *canonical = NULL;
+    if (!o->models_dir)
+        return store_resolve(name, path, canonical, NULL, status, err);
     if (split_name(name, stem, sizeof stem, tag, sizeof tag, err)) {
         *status = 400;
         return -1;
     }
-    const char *dir = models_dir(o, dirbuf, sizeof dirbuf);
     char file[1536];
     /* "latest" is the plain file; another tag t names the file "<stem>-<t>.gguf". */
     if (!strcmp(tag, "latest"))
-        snprintf(file, sizeof file, "%s/%s.gguf", dir, stem);
+        snprintf(file, sizeof file, "%s/%s.gguf", o->models_dir, stem);
     else
-        snprintf(file, sizeof file, "%s/%s-%s.gguf", dir, stem, tag);
+        snprintf(file, sizeof file, "%s/%s-%s.gguf", o->models_dir, stem, tag);
     struct stat st;
     if (stat(file, &st) || !S_ISREG(st.st_mode)) {
         *status = 404;
@@ -163,6 +185,7 @@ void model_meta_free(model_meta *m)
     free(m->general_name);
     free(m->quant);
     free(m->chat_template);
+    free(m->digest);
     memset(m, 0, sizeof *m);
 }
 
@@ -178,12 +201,43 @@ static int meta_cmp(const void *a, const void *b)
     return strcmp(((const model_meta *)a)->name, ((const model_meta *)b)->name);
 }
 
-int models_list(const server_opts *o, model_meta **out, size_t *n, llm_err *err)
+static void push_meta(model_meta **out, size_t *n, size_t *cap, const model_meta *m)
 {
-    char dirbuf[1024];
-    const char *dir = models_dir(o, dirbuf, sizeof dirbuf);
-    *out = NULL;
-    *n = 0;
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        *out = llm_xrealloc(*out, *cap * sizeof **out);
+    }
+    (*out)[(*n)++] = *m;
+}
+
+static int list_store(model_meta **out, size_t *n, llm_err *err)
+{
+    llm_store *st;
+    if (llm_store_open(&st, NULL, err))
+        return -1;
+    llm_model_list l;
+    if (llm_store_list(st, &l, err)) {
+        llm_store_close(st);
+        return -1;
+    }
+    size_t cap = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        char *path = llm_store_blob_path(st, l.items[i].digest);
+        model_meta m;
+        llm_err e2;
+        if (!model_meta_read(path, l.items[i].name, &m, &e2)) {
+            m.digest = llm_xstrdup(l.items[i].digest);
+            push_meta(out, n, &cap, &m);
+        }
+        free(path);
+    }
+    llm_model_list_free(&l);
+    llm_store_close(st);
+    return 0;
+}
+
+static int list_dir(const char *dir, model_meta **out, size_t *n)
+{
     DIR *d = opendir(dir);
     if (!d)
         return 0; /* no models directory yet: no models */
@@ -200,17 +254,20 @@ int models_list(const server_opts *o, model_meta **out, size_t *n, llm_err *err)
         llm_err e2;
         if (model_meta_read(path, canon, &m, &e2))
             continue; /* not a readable GGUF: not a model we can serve */
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            *out = llm_xrealloc(*out, cap * sizeof **out);
-        }
-        (*out)[(*n)++] = m;
+        push_meta(out, n, &cap, &m);
     }
     closedir(d);
+    return 0;
+}
+
+int models_list(const server_opts *o, model_meta **out, size_t *n, llm_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    int rc = o->models_dir ? list_dir(o->models_dir, out, n) : list_store(out, n, err);
     if (*n)
         qsort(*out, *n, sizeof **out, meta_cmp);
-    (void)err;
-    return 0;
+    return rc;
 }
 
 uint64_t model_file_resident(const char *path)

@@ -289,7 +289,9 @@ static cJSON *tag_json(const model_meta *m)
     cJSON_AddStringToObject(o, "model", m->name);
     cJSON_AddStringToObject(o, "modified_at", when);
     cJSON_AddNumberToObject(o, "size", (double)m->file_size);
-    cJSON_AddStringToObject(o, "digest", "");
+    /* Ollama's digest is the bare hex of the manifest's sha256. */
+    const char *dg = m->digest ? m->digest : "";
+    cJSON_AddStringToObject(o, "digest", !strncmp(dg, "sha256-", 7) ? dg + 7 : dg);
     cJSON_AddItemToObject(o, "details", model_details_json(m));
     return o;
 }

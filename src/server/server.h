@@ -28,7 +28,7 @@
 typedef struct server_opts {
     const char *host;        /* numeric address or name to bind; default "127.0.0.1" */
     int port;                /* 0: any free port (see server_port) */
-    const char *models_dir;  /* directory of GGUF files; NULL: the default store directory */
+    const char *models_dir;  /* directory of GGUF files; NULL: the model store (src/store) */
     int n_threads;           /* engine threads per model; <= 0: one per core */
     int parallel;            /* concurrent generations per model (sessions); default 1 */
     double keep_alive;       /* seconds a model stays loaded after its last use; < 0: forever */
@@ -53,12 +53,14 @@ void server_stop(llmap_server *s);
 struct MHD_Connection;
 struct cJSON;
 
-/* ---- model names (models.c): name[:tag] → GGUF file, and what /api/tags and /api/show tell */
+/* ---- model names (models.c): name[:tag] → GGUF file (store or directory); what /api/tags
+ * and /api/show tell */
 
 typedef struct model_meta {
     char *name;        /* canonical "stem:latest" */
     char *path;
     char *arch, *general_name, *quant, *chat_template;
+    char *digest;      /* "sha256-<hex>" for store models, NULL for plain files */
     uint64_t file_size, n_params;
     uint32_t ctx_len, n_embd, n_layer, n_head, n_head_kv, n_vocab;
     time_t mtime;

@@ -6,6 +6,17 @@ const $ = (id) => document.getElementById(id);
 const history = [];
 let controller = null;
 
+// Sampling options may be given in the page's query string, e.g. /?num_predict=64&temperature=0.
+function optionsFromQuery() {
+  const options = {};
+  for (const [k, v] of new URLSearchParams(location.search)) {
+    if (['num_predict', 'num_ctx', 'temperature', 'top_k', 'top_p', 'min_p', 'seed'].includes(k) && v !== '' && !isNaN(v)) {
+      options[k] = Number(v);
+    }
+  }
+  return options;
+}
+
 function addMessage(role, text) {
   const div = document.createElement('div');
   div.className = 'msg ' + role;
@@ -26,6 +37,8 @@ async function loadModels() {
     const res = await fetch('/api/tags');
     const { models } = await res.json();
     $('model').replaceChildren(...models.map((m) => new Option(m.name, m.name)));
+    const wanted = new URLSearchParams(location.search).get('model');
+    if (wanted && models.some((m) => m.name === wanted)) $('model').value = wanted;
     $('status').textContent = models.length ? '' : 'No models found in the models directory.';
   } catch (e) {
     $('status').textContent = 'Cannot list models: ' + e.message;
@@ -50,7 +63,7 @@ async function send(text) {
     const res = await fetch('/api/chat', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ model: $('model').value, messages: history, stream: true }),
+      body: JSON.stringify({ model: $('model').value, messages: history, stream: true, options: optionsFromQuery() }),
       signal: controller.signal,
     });
     if (!res.ok) throw new Error((await res.json()).error || res.statusText);

@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# test_server — `llmap serve` end to end: the real ollama and openai npm clients against the
+# shared tiny models (tests/node/api.mjs), then bad input (malformed JSON, wrong types,
+# missing fields, huge bodies, unknown and path-like model names, wrong methods), slow
+# clients, a client that disconnects mid-stream, keep_alive unloading, a bounded load run
+# with RSS before/after, and a clean SIGTERM shutdown (exit 0; leak-free under ASan).
+# Environment: LLMAP_BIN, LLMAP_ROOT, LLMAP_BUILD (tools/run-tests.sh), LLMAP_SHARED.
+set -u
+ROOT=${LLMAP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+BIN=${LLMAP_BIN:-$ROOT/build/llmap}
+SHARED=${LLMAP_SHARED:-$ROOT/../shared}
+NODE_DIR=$ROOT/tests/node
+MODEL=tiny-llama-q8_0
+passed=0; failed=0; skipped=0
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL $1" | tee /dev/stderr; }
+check() { if eval "$2"; then ok "$1"; else bad "$1${3:+: $3}"; fi; }
+finish() { echo "test_server: $passed passed, $failed failed, $skipped skipped"; exit $((failed > 0)); }
+skip_all() {
+    echo "SKIP test_server: $1" >&2
+    skipped=1
+    [ "${LLMAP_REQUIRE_SHARED:-0}" = 1 ] && failed=1
+    finish
+}
+
+[ -f "$SHARED/models/$MODEL.gguf" ] || skip_all "shared models not found in $SHARED/models"
+
+# ---- node + the pinned client libraries ----------------------------------------------------
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm >/dev/null 2>&1 ||
+            { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends nodejs npm >/dev/null 2>&1; }
+    fi
+    command -v node >/dev/null || skip_all "node/npm missing (tools/deps.sh installs them)"
+fi
+if [ ! -d "$NODE_DIR/node_modules/ollama" ] || [ ! -d "$NODE_DIR/node_modules/openai" ] ||
+   [ "$NODE_DIR/package-lock.json" -nt "$NODE_DIR/node_modules/.package-lock.json" ]; then
+    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
+        skip_all "npm ci failed in tests/node (network?)"
+fi
+
+# ---- server --------------------------------------------------------------------------------
+WORK=$(mktemp -d)
+SRV_PID=
+cleanup() { [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+start_server() { # extra flags...
+    "$BIN" serve --port 0 --models "$SHARED/models" "$@" >"$WORK/server.log" 2>&1 &
+    SRV_PID=$!
+    for _ in $(seq 100); do
+        PORT=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$WORK/server.log" | sed 's/.*://')
+        [ -n "$PORT" ] && break
+        sleep 0.1
+    done
+    [ -n "$PORT" ] || { cat "$WORK/server.log" >&2; bad "server did not start"; finish; }
+    URL=http://127.0.0.1:$PORT
+}
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$SRV_PID/status"; }
+
+start_server --parallel 2 --timeout 2
+
+# status CODE of a request: req METHOD PATH [BODY-FILE-OR-STRING]
+req() {
+    local m=$1 p=$2
+    shift 2
+    curl -s -o "$WORK/body" -w '%{http_code}' -X "$m" "$URL$p" "$@"
+}
+# Ollama routes: {"error":"..."}; /v1 routes: {"error":{"message":"...",...}}.
+is_json_error() { grep -qE '^\{"error":("|\{"message":")' "$WORK/body"; }
+
+# ---- the real clients ------------------------------------------------------------------------
+(cd "$NODE_DIR" && LLMAP_URL=$URL LLMAP_SHARED=$SHARED timeout 120 node api.mjs) >"$WORK/api.out" 2>&1
+grep '^FAIL' "$WORK/api.out" | sed 's/^/  node: /' >&2
+np=$(grep -c '^PASS' "$WORK/api.out"); nf=$(grep -c '^FAIL' "$WORK/api.out")
+passed=$((passed + np)); failed=$((failed + nf))
+grep -q ' passed, ' "$WORK/api.out" || { bad "node api.mjs did not finish"; tail -5 "$WORK/api.out" >&2; }
+echo "node api.mjs: $np passed, $nf failed"
+
+# ---- bad input: right status, JSON error body, server stays up --------------------------------
+expect() { # name expected-status method path [curl args...]
+    local name=$1 want=$2
+    shift 2
+    local got
+    got=$(req "$@")
+    if [ "$got" = "$want" ] && { [ "$want" -lt 300 ] || is_json_error; }; then ok "$name ($got)"
+    else bad "$name: status $got, want $want: $(head -c 200 "$WORK/body")"; fi
+}
+G=/api/generate
+expect "malformed JSON" 400 POST $G -d '{"model":'
+expect "truncated JSON" 400 POST $G -d '{"model":"x","prompt":"a"'
+expect "body not an object" 400 POST $G -d '[1,2]'
+expect "empty body" 400 POST $G
+expect "model wrong type" 400 POST $G -d '{"model":5,"prompt":"a"}'
+expect "prompt wrong type" 400 POST $G -d "{\"model\":\"$MODEL\",\"prompt\":[1]}"
+expect "stream wrong type" 400 POST $G -d "{\"model\":\"$MODEL\",\"prompt\":\"a\",\"stream\":\"yes\"}"
+expect "options wrong type" 400 POST $G -d "{\"model\":\"$MODEL\",\"prompt\":\"a\",\"options\":[]}"
+expect "num_predict wrong type" 400 POST $G -d "{\"model\":\"$MODEL\",\"prompt\":\"a\",\"options\":{\"num_predict\":\"8\"}}"
+expect "top_p out of range" 400 POST $G -d "{\"model\":\"$MODEL\",\"prompt\":\"a\",\"options\":{\"top_p\":7}}"
+expect "temperature NaN-ish" 400 POST $G -d "{\"model\":\"$MODEL\",\"prompt\":\"a\",\"options\":{\"temperature\":1e999}}"
+expect "bad keep_alive" 400 POST $G -d "{\"model\":\"$MODEL\",\"prompt\":\"\",\"keep_alive\":\"soon\"}"
+expect "missing model" 400 POST $G -d '{"prompt":"a"}'
+expect "chat missing messages" 400 POST /api/chat -d "{\"model\":\"$MODEL\"}"
+expect "chat message not object" 400 POST /api/chat -d "{\"model\":\"$MODEL\",\"messages\":[1]}"
+expect "chat bad role" 400 POST /api/chat -d "{\"model\":\"$MODEL\",\"messages\":[{\"role\":\"wizard\",\"content\":\"x\"}]}"
+expect "chat content wrong type" 400 POST /api/chat -d "{\"model\":\"$MODEL\",\"messages\":[{\"role\":\"user\",\"content\":{}}]}"
+expect "openai missing messages" 400 POST /v1/chat/completions -d "{\"model\":\"$MODEL\"}"
+expect "openai max_tokens wrong type" 400 POST /v1/chat/completions -d "{\"model\":\"$MODEL\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":\"5\"}"
+expect "completions prompt missing" 400 POST /v1/completions -d "{\"model\":\"$MODEL\"}"
+expect "unknown model" 404 POST $G -d '{"model":"no-such-model","prompt":"a"}'
+expect "unknown model (openai)" 404 POST /v1/chat/completions -d '{"model":"nope","messages":[{"role":"user","content":"x"}]}'
+expect "show unknown" 404 POST /api/show -d '{"model":"nope"}'
+for name in ../../etc/passwd /etc/passwd "$SHARED/models/$MODEL.gguf" "..%2f$MODEL" "a/../../$MODEL" ".hidden" "$MODEL:../x" 'x\\y'; do
+    st=$(req POST $G -d "{\"model\":\"$name\",\"prompt\":\"a\"}")
+    check "path-like model name '$name' refused" '[ "$st" = 400 ] || [ "$st" = 404 ]' "status $st"
+done
+expect "unknown route" 404 GET /api/nothing
+expect "unknown /v1 route" 404 POST /v1/embeddings -d '{}'
+expect "wrong method on generate" 405 GET $G
+expect "wrong method on tags" 405 POST /api/tags -d '{}'
+expect "wrong method on /" 405 DELETE /
+head -c $((9 << 20)) /dev/zero | tr '\0' ' ' >"$WORK/huge"
+expect "huge body (Content-Length)" 413 POST $G --data-binary @"$WORK/huge"
+expect "huge body (chunked)" 413 POST $G -H 'Transfer-Encoding: chunked' --data-binary @"$WORK/huge"
+expect "health GET /" 200 GET /
+check "health text" 'grep -q "Ollama is running" "$WORK/body"'
+expect "health HEAD /" 200 HEAD /
+expect "chat page for browsers" 200 GET / -H 'Accept: text/html,application/xhtml+xml'
+check "chat page is the embedded index.html" 'cmp -s "$WORK/body" "$ROOT/src/server/web/index.html"'
+expect "page script" 200 GET /app.js
+check "embedded page up to date (tools/embed-web.sh --check)" '"$ROOT/tools/embed-web.sh" --check'
+
+# ---- slow clients must not block others; idle connections are closed ---------------------------
+exec 3<>"/dev/tcp/127.0.0.1/$PORT"
+printf 'POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Le' >&3 # and then nothing
+for i in $(seq 10); do exec {fd}<>"/dev/tcp/127.0.0.1/$PORT"; printf 'GET /api/ver' >&$fd; done
+t0=$EPOCHREALTIME
+st=$(req GET /api/version)
+dt=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')
+check "request served while 11 clients dribble headers" '[ "$st" = 200 ] && awk "BEGIN{exit !($dt < 1.5)}"' "status $st in ${dt}s"
+sleep 3.5 # --timeout 2
+check "idle half-sent connection closed by the server" 'timeout 2 cat <&3 >/dev/null; true' ""
+exec 3<&-
+
+# ---- a client that disconnects mid-stream stops its generation ------------------------------------
+long="{\"model\":\"$MODEL\",\"prompt\":\"Once upon a time\",\"options\":{\"num_predict\":1800,\"num_ctx\":2048}}"
+curl -sN --max-time 1 "$URL$G" -d "$long" >"$WORK/partial" 2>/dev/null
+curl -sN --max-time 1 "$URL/v1/completions" -d "{\"model\":\"$MODEL\",\"prompt\":\"x\",\"max_tokens\":1800,\"stream\":true}" >/dev/null 2>&1
+check "stream delivered chunks before the disconnect" '[ "$(grep -c "\"done\":false" "$WORK/partial")" -ge 1 ]'
+# Both slots (--parallel 2) would stay busy for ~1800 tokens if the generations went on.
+busy=1
+for _ in $(seq 50); do
+    curl -s "$URL/api/ps" >"$WORK/ps"
+    busy=$(grep -oE '"(busy_slots|active_requests)":[1-9]' "$WORK/ps" | wc -l)
+    [ "$busy" = 0 ] && break
+    sleep 0.1
+done
+check "disconnected streams freed their slots" '[ "$busy" = 0 ]' "busy=$busy"
+st=$(req POST $G -d "{\"model\":\"$MODEL\",\"prompt\":\"Hi\",\"stream\":false,\"options\":{\"num_predict\":2}}" --max-time 10)
+check "server still answers after disconnects" '[ "$st" = 200 ]' "status $st"
+
+# ---- keep_alive: 0 unloads, a short duration expires, empty prompt loads ------------------------
+Q=tiny-llama-q4_0
+in_ps() { curl -s "$URL/api/ps" | grep -q "\"name\":\"$1:latest\""; }
+st=$(req POST $G -d "{\"model\":\"$Q\",\"prompt\":\"\"}")
+check "empty prompt loads (done_reason load)" '[ "$st" = 200 ] && grep -q "\"done_reason\":\"load\"" "$WORK/body" && in_ps $Q'
+st=$(req POST $G -d "{\"model\":\"$Q\",\"prompt\":\"\",\"keep_alive\":0}")
+check "keep_alive 0 with empty prompt unloads" '[ "$st" = 200 ] && grep -q "\"done_reason\":\"unload\"" "$WORK/body" && ! in_ps $Q'
+req POST $G -d "{\"model\":\"$Q\",\"prompt\":\"Hi\",\"stream\":false,\"keep_alive\":\"1s\",\"options\":{\"num_predict\":1}}" >/dev/null
+check "loaded after a request" 'in_ps $Q'
+sleep 2.5
+check "keep_alive \"1s\" expired: reaper unloaded it" '! in_ps $Q'
+
+# ---- load: cheap endpoint + small generations, RSS flat ----------------------------------------
+node "$NODE_DIR/load.mjs" "$URL" /api/version 100 8 >/dev/null # warm up thread stacks, allocator
+rss0=$(rss_kb)
+node "$NODE_DIR/load.mjs" "$URL" /api/version 500 8 >"$WORK/load1"
+node "$NODE_DIR/load.mjs" "$URL" generate 24 4 >"$WORK/load2"
+rss1=$(rss_kb)
+echo "load: /api/version $(cat "$WORK/load1"); generate $(cat "$WORK/load2"); VmRSS ${rss0} kB -> ${rss1} kB"
+check "500 requests at 8 concurrent, 0 errors" 'grep -q "\"ok\":500,\"errors\":0" "$WORK/load1"' "$(cat "$WORK/load1")"
+check "24 generations at 4 concurrent, 0 errors" 'grep -q "\"ok\":24,\"errors\":0" "$WORK/load2"' "$(cat "$WORK/load2")"
+check "RSS flat after load (< +16 MiB)" '[ $((rss1 - rss0)) -lt 16384 ]' "$rss0 -> $rss1 kB"
+
+# ---- clean shutdown ------------------------------------------------------------------------------
+curl -sN "$URL$G" -d "$long" >/dev/null 2>&1 &
+CURL_PID=$!
+sleep 0.5
+t0=$EPOCHREALTIME
+kill -TERM "$SRV_PID"
+wait "$SRV_PID"
+rc=$?
+dt=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')
+SRV_PID=
+wait "$CURL_PID" 2>/dev/null
+check "SIGTERM during a stream: exit 0 (leak-free under ASan)" '[ "$rc" = 0 ]' "exit $rc; $(tail -5 "$WORK/server.log")"
+check "shutdown is prompt (< 5 s)" 'awk "BEGIN{exit !($dt < 5)}"' "${dt}s"
+finish
