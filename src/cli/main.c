@@ -25,6 +25,7 @@ static const command COMMANDS[] = {
     {"quantize", cmd_quantize, "re-quantize a model file (IN OUT TYPE)"},
     {"bench", cmd_bench, "benchmarks: kernels (and more, see --help)"},
     {"synth", cmd_synth, "generate a seeded random model of a real shape"},
+    {"serve", cmd_serve, "HTTP server: Ollama + OpenAI APIs, chat page at / (--port, --models)"},
 };
 
 static void usage(FILE *out)
