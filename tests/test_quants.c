@@ -15,6 +15,7 @@
  * Layouts here are written independently of src/kernels (no shared structs or helpers).
  */
 #include "check.h"
+#include "gguf/gguf.h"
 #include "kernels/kernels.h"
 
 #include <immintrin.h>
@@ -748,6 +749,121 @@ static void test_exact_round_trips(void)
     }
 }
 
+/* ---- (e) real blocks written by llama-quantize (shared test data) -------------------------- */
+
+/* Standard deviation the generator used for a tensor (shared/README.md, "How the weights were
+ * generated"), 0 for tensors not drawn from a zero-mean normal. */
+static double generated_std(const char *file, const char *name)
+{
+    if (strcmp(name, "token_embd.weight") == 0) /* tiny-qwen2 ties it to the output */
+        return strstr(file, "qwen2") ? 3.0 / 16 : 1.0;
+    if (strcmp(name, "output.weight") == 0)
+        return 3.0 / 16;
+    if (strstr(name, "ffn_down"))
+        return 1 / sqrt(768.0);
+    if (strstr(name, "attn_q.") || strstr(name, "attn_k.") || strstr(name, "attn_v.") ||
+        strstr(name, "attn_output.") || strstr(name, "ffn_gate.") || strstr(name, "ffn_up."))
+        return 1.0 / 16;
+    return 0;
+}
+
+static uint8_t *read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = n > 0 ? malloc((size_t)n) : NULL;
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    *size = (size_t)n;
+    return buf;
+}
+
+/* For every quantized tensor of a llama-quantize output: (1) the dequantized values have the
+ * standard deviation the generator used (within 3%: decoding scales/mins wrongly would not);
+ * (2) Q8_0/Q4_0 blocks survive dequantize -> reference quantize byte for byte (their
+ * quantizers are idempotent on their own grid, so this pins our block layout and scale sign
+ * convention to llama.cpp's); (3) SIMD and scalar dots agree on a few real rows. */
+static void test_shared_file(const char *file)
+{
+    const char *dir = shared_dir();
+    if (!dir) {
+        SKIP("shared data absent: real llama-quantize blocks (%s) not checked", file);
+        return;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/models/%s", dir, file);
+    size_t size = 0;
+    uint8_t *buf = read_file(path, &size);
+    if (!buf) {
+        SKIP("cannot read %s", path);
+        return;
+    }
+    gguf_file g;
+    llm_err err;
+    if (gguf_parse(&g, path, buf, size, &err) != 0) {
+        CHECK_MSG(0, "%s", err.msg);
+        free(buf);
+        return;
+    }
+    const llm_kernels *simd = simd_kernels();
+    int n_quant = 0;
+    for (uint64_t ti = 0; ti < g.n_tensors; ti++) {
+        const gguf_tensor *t = &g.tensors[ti];
+        if (t->type == LLM_F32)
+            continue;
+        n_quant++;
+        int64_t cols = t->ne[0], rows = t->size / llm_row_size(t->type, cols);
+        size_t rs = llm_row_size(t->type, cols);
+        CHECK_MSG(cols <= MAXN, "%s: row of %lld", t->name, (long long)cols);
+        if (cols > MAXN)
+            continue;
+        double sum = 0, sum2 = 0;
+        int64_t requant_bad = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            const uint8_t *row = (const uint8_t *)t->data + r * rs;
+            llm_dequantize_row(t->type, row, wdq, cols);
+            for (int64_t i = 0; i < cols; i++)
+                sum += wdq[i], sum2 += (double)wdq[i] * wdq[i];
+            if (t->type == LLM_Q8_0 || t->type == LLM_Q4_0) {
+                llm_quantize_row(t->type, wdq, wbuf, cols);
+                requant_bad += memcmp(wbuf, row, rs) != 0;
+            }
+        }
+        double n = (double)rows * cols, mean = sum / n, sd = sqrt(sum2 / n - mean * mean);
+        double want = generated_std(file, t->name);
+        if (want > 0)
+            CHECK_MSG(fabs(sd / want - 1) < 0.03 && fabs(mean) < 0.05 * want,
+                      "%s %s (%s): mean %g sd %g, generated with sd %g", file, t->name, llm_type_name(t->type), mean,
+                      sd, want);
+        CHECK_MSG(requant_bad == 0, "%s %s: %lld of %lld %s rows differ after dequantize + requantize", file,
+                  t->name, (long long)requant_bad, (long long)rows, llm_type_name(t->type));
+        if (simd) {
+            for (int i = 0; i < cols; i++)
+                ys[i] = rng_gauss();
+            llm_type at = llm_vec_dot_type(t->type);
+            llm_kernels_scalar()->quantize_act[at](ys, abuf, cols);
+            for (int64_t r = 0; r < rows && r < 4; r++) {
+                const uint8_t *row = (const uint8_t *)t->data + (rows - 1 - r) * rs;
+                float a, b;
+                llm_kernels_scalar()->vec_dot[t->type](cols, &a, row, abuf);
+                simd->vec_dot[t->type](cols, &b, row, abuf);
+                CHECK_MSG(fabs(a - b) <= 1e-5 * (fabs(a) + sqrt((double)cols)), "%s %s row %lld: %s %g vs scalar %g",
+                          file, t->name, (long long)r, simd->name, b, a);
+            }
+        }
+    }
+    CHECK_MSG(n_quant > 0, "%s: no quantized tensors", file);
+    gguf_free(&g);
+    free(buf);
+}
+
 /* ---- tables ---------------------------------------------------------------------------------- */
 
 static void test_tables(void)
@@ -811,5 +927,10 @@ int main(void)
     test_dots();
     test_round_trips();
     test_exact_round_trips();
+
+    test_shared_file("tiny-llama-q8_0.gguf");
+    test_shared_file("tiny-llama-q4_0.gguf");
+    test_shared_file("tiny-llama-q4_k_m.gguf");
+    test_shared_file("tiny-qwen2-q4_0.gguf");
     TEST_END("quants");
 }
