@@ -9,6 +9,7 @@
 #define LLMAP_VERSION "0.1.0"
 
 int cmd_inspect(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_create(int argc, char **argv);

@@ -11,6 +11,7 @@ typedef struct command {
 } command;
 
 static const command COMMANDS[] = {
+    {"run", cmd_run, "chat with a model, or answer one prompt (MODEL [PROMPT])"},
     {"inspect", cmd_inspect, "show what a GGUF file holds (--json, --tensors)"},
     {"logits", cmd_logits, "a prompt's next-token logits and greedy continuation (checks vs llama.cpp)"},
     {"pull", cmd_pull, "download a model (GGUF URL or registry), resumable, verified"},

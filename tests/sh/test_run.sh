@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# test_run — `llmap run` as a user drives it: one-shot with a piped or given prompt (output,
+# determinism, options, errors), and the interactive chat in a real terminal (tmux): a message
+# and its answer, Ctrl-C in the middle of a long answer returning to a working prompt, Ctrl-C
+# at the prompt, /set, /show, /clear, multi-line input, /bye and Ctrl-D.
+set -u
+BIN=${LLMAP_BIN:-./llmap}
+ROOT=${LLMAP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+SHARED=${LLMAP_SHARED:-$ROOT/../shared}
+MODEL=$SHARED/models/tiny-llama-q8_0.gguf
+pass=0; fail=0; skip=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL test_run: $*" >&2; }
+check() { if eval "$1"; then ok; else bad "$2"; fi; }
+skip() {
+    echo "SKIP test_run: $*" >&2
+    if [ "${LLMAP_REQUIRE_SHARED:-0}" = 1 ]; then fail=$((fail + 1)); else skip=$((skip + 1)); fi
+}
+finish() {
+    if [ "$skip" -gt 0 ]; then echo "run: $pass passed, $fail failed, $skip skipped"
+    else echo "run: $pass passed, $fail failed"; fi
+    [ "$fail" -eq 0 ]
+    exit
+}
+tmp=$(mktemp -d)
+SOCK=llmap-test-$$
+cleanup() { tmux -L "$SOCK" kill-server 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+if [ ! -f "$MODEL" ]; then skip "shared model $MODEL not found"; finish; fi
+# A sanitizer build is slow; keep the answers short anyway.
+RUN=("$BIN" run "$MODEL" --threads 1)
+
+# ---- one-shot -----------------------------------------------------------------------------------
+echo hi | "${RUN[@]}" --temperature 0 --num-predict 12 >"$tmp/a" 2>"$tmp/a.err"
+check '[ $? -eq 0 ]' "piped one-shot exits 0 ($(cat "$tmp/a.err"))"
+check '[ -s "$tmp/a" ] && [ "$(wc -c <"$tmp/a")" -gt 5 ]' "piped one-shot prints an answer"
+"${RUN[@]}" hi --temperature 0 --num-predict 12 >"$tmp/b" </dev/null 2>/dev/null
+check 'cmp -s "$tmp/a" "$tmp/b"' "the prompt as an argument answers like the same prompt piped"
+echo "something else entirely" | "${RUN[@]}" --temperature 0 --num-predict 12 >"$tmp/c" 2>/dev/null
+check '! cmp -s "$tmp/a" "$tmp/c"' "another prompt gives another answer"
+echo hi | "${RUN[@]}" --temperature 1 --seed 7 --num-predict 12 >"$tmp/s1" 2>/dev/null
+echo hi | "${RUN[@]}" --temperature 1 --seed 7 --num-predict 12 >"$tmp/s2" 2>/dev/null
+check 'cmp -s "$tmp/s1" "$tmp/s2"' "same seed, same answer"
+echo hi | "${RUN[@]}" --num-predict 0 >"$tmp/z" 2>/dev/null
+check '[ "$(cat "$tmp/z")" = "" ]' "--num-predict 0 answers nothing"
+echo hi | "${RUN[@]}" --temperature 0 --num-predict 12 --system "You are terse." >"$tmp/sys" 2>/dev/null
+check '! cmp -s "$tmp/a" "$tmp/sys"' "--system changes the prompt and so the answer"
+echo hi | "${RUN[@]}" --num-predict 5 --verbose >/dev/null 2>"$tmp/v"
+check 'grep -q "^generation: *5 tokens .*tokens/s" "$tmp/v"' "--verbose reports generated tokens and tokens/s"
+check 'grep -q "^prompt eval: .*tokens/s" "$tmp/v" && grep -q "^page faults: .*major" "$tmp/v" && grep -q "^load time:" "$tmp/v"' \
+    "--verbose reports prompt speed, page faults and load time"
+# The answer must not contain a stop string given on the command line.
+first=$(head -c 3 "$tmp/a")
+echo hi | "${RUN[@]}" --temperature 0 --num-predict 12 --stop "$first" >"$tmp/st" 2>/dev/null
+check '[ "$(cat "$tmp/st")" = "" ]' "a stop string at the very start leaves an empty answer"
+
+"$BIN" run "$tmp/missing.gguf" hi >/dev/null 2>"$tmp/e1"
+check '[ $? -eq 1 ] && grep -q "missing.gguf" "$tmp/e1"' "a missing model is a clear error, exit 1"
+printf 'not a model' >"$tmp/bad.gguf"
+"$BIN" run "$tmp/bad.gguf" hi >/dev/null 2>"$tmp/e2"
+check '[ $? -eq 1 ] && grep -q "bad.gguf" "$tmp/e2" && grep -qi "gguf" "$tmp/e2"' "a non-GGUF file is a clear error, exit 1"
+"$BIN" run "$MODEL" hi --temperature hot >/dev/null 2>"$tmp/e3"
+check '[ $? -eq 2 ] && grep -q "temperature" "$tmp/e3"' "a bad option value is a usage error naming the option"
+
+# ---- interactive, in tmux -------------------------------------------------------------------------
+if ! command -v tmux >/dev/null; then skip "tmux not installed: interactive tests not run"; finish; fi
+
+T() { tmux -L "$SOCK" "$@"; }
+screen() { T capture-pane -p -J -S - -t "$1"; }
+# wait_for SESSION REGEX [seconds]: polls the screen until REGEX matches.
+wait_for() {
+    local end=$((SECONDS + ${3:-20}))
+    while [ $SECONDS -lt $end ]; do
+        screen "$1" | grep -qE -- "$2" && return 0
+        T has-session -t "$1" 2>/dev/null || break
+        sleep 0.2
+    done
+    echo "--- screen of $1 while waiting for /$2/:" >&2
+    screen "$1" | tail -15 >&2
+    return 1
+}
+# Prompts shown so far (each answer ends with a new one); the last line of the screen is
+# then an empty prompt again.
+prompts() { screen "$1" | grep -cE '^>>>( |$)'; }
+idle() { [ "$(screen "$1" | sed 's/ *$//' | grep -v '^$' | tail -1)" = ">>>" ]; }
+# wait_prompt SESSION N: until at least N prompts were shown and the chat waits for input.
+wait_prompt() {
+    local end=$((SECONDS + 20))
+    while [ $SECONDS -lt $end ]; do
+        [ "$(prompts "$1")" -ge "$2" ] && idle "$1" && return 0
+        T has-session -t "$1" 2>/dev/null || break
+        sleep 0.2
+    done
+    echo "--- screen of $1 while waiting for prompt $2:" >&2
+    screen "$1" | tail -15 >&2
+    return 1
+}
+
+# A huge --num-predict so that an answer runs until it is interrupted. The shell wrapper keeps
+# the pane alive after exit to show the exit status.
+start() {
+    T new-session -d -s "$1" -x 160 -y 50 \
+        "$(printf '%q ' "${RUN[@]}") --num-predict 100000 --seed 3; echo EXITED rc=\$?; sleep 60"
+}
+if ! start chat; then
+    bad "tmux cannot start a session (is /dev/null a character device? are ptys available?)"
+    finish
+fi
+check 'wait_prompt chat 1' "the interactive prompt appears"
+
+T send-keys -t chat '/set num_predict 8' Enter
+check 'wait_for chat "Set parameter .num_predict. to .8."' "/set num_predict is confirmed"
+n=$(prompts chat)
+T send-keys -t chat 'Hello there' Enter
+check 'wait_for chat "^>>> Hello there$" && wait_prompt chat $((n + 1))' "a message gets an answer and the prompt returns"
+
+T send-keys -t chat '/set num_predict 100000' Enter
+check 'wait_for chat "to .100000."' "/set num_predict back to unlimited"
+n=$(prompts chat)
+T send-keys -t chat 'Tell me a very long story' Enter
+sleep 1.5
+T send-keys -t chat C-c
+check 'wait_for chat "\(answer stopped\)"' "Ctrl-C stops a long answer"
+check 'wait_prompt chat $((n + 1))' "the prompt is back after Ctrl-C"
+check '! screen chat | grep -q EXITED' "Ctrl-C during an answer does not exit"
+
+T send-keys -t chat '/set num_predict 4' Enter
+check 'wait_for chat "to .4."' "the prompt still works after Ctrl-C"
+T send-keys -t chat '/show info' Enter
+check 'wait_for chat "architecture +llama" && wait_for chat "tiny-llama"' "/show info describes the model"
+T send-keys -t chat '/set temperature 0.7' Enter
+check 'wait_for chat "Set parameter .temperature. to .0.7."' "/set temperature"
+T send-keys -t chat '/show parameters' Enter
+check 'wait_for chat "temperature +0.7"' "/show parameters shows the new temperature"
+T send-keys -t chat '/set temperature warm' Enter
+check 'wait_for chat "temperature wants a number"' "a bad /set value is refused with a reason"
+T send-keys -t chat '/frobnicate' Enter
+check 'wait_for chat "Unknown command ./frobnicate."' "an unknown command is reported"
+T send-keys -t chat '/clear' Enter
+check 'wait_for chat "Cleared session context"' "/clear"
+
+# Multi-line: a continued line and a """ block, each answered once.
+n=$(prompts chat)
+T send-keys -t chat 'first line \' Enter
+check 'wait_for chat "^\.\.\.( |$)"' "a line ending in \\ continues"
+T send-keys -t chat 'second line' Enter
+check 'wait_prompt chat $((n + 1))' "the continued message is answered"
+T send-keys -t chat '"""' Enter 'one' Enter 'two"""' Enter
+check 'wait_prompt chat $((n + 2))' "a \"\"\" block is answered once"
+check '[ "$(prompts chat)" -eq $((n + 2)) ]' "... and only once"
+
+T send-keys -t chat C-c
+check 'wait_for chat "Use Ctrl-D or /bye to exit"' "Ctrl-C at the prompt says how to leave"
+T send-keys -t chat '/bye' Enter
+check 'wait_for chat "EXITED rc=0"' "/bye exits with status 0"
+
+start eof
+check 'wait_prompt eof 1' "second chat starts"
+T send-keys -t eof C-d
+check 'wait_for eof "EXITED rc=0"' "Ctrl-D exits with status 0"
+finish
