@@ -485,6 +485,7 @@ static void test_limits(void)
     check_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "nest too deeply", NULL);
     check_error("{{ 'x' * 100000000 }}", "repetition too large", NULL);
     check_error("{{ range(100000000) }}", "more than", NULL);
+    check_error("{% for i in range(100) %}{{ 'x' * 1000000 }}{% endfor %}", "rendered text longer than", NULL);
     check_error("{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
                 "{% endfor %}", "memory", NULL);
     /* deep nesting is refused before it can exhaust the stack */
@@ -502,6 +503,27 @@ static void test_limits(void)
     free(t);
 }
 
+/* Limits grow with the input: a long conversation renders in full. */
+static void test_long_conversation(void)
+{
+    enum { N = 2000, LEN = 1000 };
+    llm_chat_msg *m = calloc(N, sizeof *m);
+    char *text = malloc(LEN + 1);
+    memset(text, 'w', LEN);
+    text[LEN] = 0;
+    for (size_t i = 0; i < N; i++) m[i] = (llm_chat_msg){i % 2 ? "assistant" : "user", text};
+    llm_err err = {{0}};
+    char *out = render(QWEN2, m, N, "", "", true, LLM_TMPL_JINJA, &err);
+    /* default system block + per message "<|im_start|>" role "\n" text "<|im_end|>\n" + generation */
+    size_t want = strlen("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n") +
+                  N / 2 * (12 + 4 + 1 + LEN + 11) + N / 2 * (12 + 9 + 1 + LEN + 11) + strlen("<|im_start|>assistant\n");
+    CHECK_MSG(out && strlen(out) == want, "long conversation: %zu bytes, want %zu (%s)", out ? strlen(out) : 0, want,
+              out ? "" : err.msg);
+    free(out);
+    free(text);
+    free(m);
+}
+
 int main(void)
 {
     test_shared_models();
@@ -511,5 +533,6 @@ int main(void)
     test_whitespace();
     test_errors();
     test_limits();
+    test_long_conversation();
     TEST_END("template");
 }

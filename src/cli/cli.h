@@ -9,6 +9,7 @@
 #define LLMAP_VERSION "0.1.0"
 
 int cmd_inspect(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_import(int argc, char **argv);
@@ -22,6 +23,7 @@ int cmd_ps(int argc, char **argv);
 int cmd_store(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bench_tokenize(int argc, char **argv); /* src/bench/tokenize.c */
 int cmd_synth(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 

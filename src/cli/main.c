@@ -13,6 +13,7 @@ typedef struct command {
 static const command COMMANDS[] = {
     {"run", cmd_run, "chat with a model, or answer one prompt (MODEL [PROMPT])"},
     {"inspect", cmd_inspect, "show what a GGUF file holds (--json, --tensors)"},
+    {"tokenize", cmd_tokenize, "show how a model's tokenizer cuts a text (--ids, --no-bos, --special)"},
     {"logits", cmd_logits, "a prompt's next-token logits and greedy continuation (checks vs llama.cpp)"},
     {"pull", cmd_pull, "download a model (GGUF URL or registry), resumable, verified"},
     {"import", cmd_import, "add a local GGUF file to the store under a name"},

@@ -35,15 +35,18 @@
 #include <string.h>
 #include <time.h>
 
-/* ---- limits ---------------------------------------------------------------------------- */
+/* ---- limits ----------------------------------------------------------------------------
+ * Output, memory and work caps grow with the conversation, so a long chat is never refused
+ * while a small hostile template is stopped early (and cheaply). */
 
-#define JJ_MAX_TEMPLATE (1u << 20)   /* bytes of template text */
-#define JJ_MAX_OUTPUT (64u << 20)    /* bytes of rendered text */
-#define JJ_MAX_MEMORY (256u << 20)   /* arena bytes for one render */
-#define JJ_MAX_STEPS 5000000ull      /* statements + expressions + loop iterations */
-#define JJ_MAX_DEPTH 400             /* parser and evaluator recursion (stack safety) */
-#define JJ_MAX_MACRO_DEPTH 32        /* nested macro calls */
-#define JJ_MAX_ITEMS (1u << 22)      /* elements in one list built by range() or * */
+#define JJ_MAX_TEMPLATE (1u << 20)        /* bytes of template text */
+#define JJ_OUTPUT_BASE (8ull << 20)       /* rendered bytes: base + 8 x input bytes */
+#define JJ_MEMORY_BASE (64ull << 20)      /* arena bytes: base + 32 x input bytes */
+#define JJ_STEPS_BASE 2000000ull          /* statements + expressions + loop iterations: */
+#define JJ_STEPS_PER_MESSAGE 10000ull     /*   base + this per message */
+#define JJ_MAX_DEPTH 400                  /* parser and evaluator recursion (stack safety) */
+#define JJ_MAX_MACRO_DEPTH 32             /* nested macro calls */
+#define JJ_MAX_ITEMS (1u << 22)           /* elements in one list or dict */
 
 /* ---- values ---------------------------------------------------------------------------- */
 
@@ -147,7 +150,8 @@ typedef struct jj {
     size_t ntok, captok, pos;
     /* evaluation */
     int depth, macro_depth;
-    uint64_t steps;
+    uint64_t steps, max_steps;
+    size_t max_output, max_mem;
     sbuf *out;
     size_t out_total;
     int loop_ctl; /* 1 = break, 2 = continue pending */
@@ -185,8 +189,8 @@ static void *jalloc(jj *J, size_t n)
     chunk *c = J->chunks;
     if (!c || c->cap - c->used < n) {
         size_t cap = n > (64u << 10) ? n : (64u << 10);
-        if (J->mem + cap > JJ_MAX_MEMORY)
-            fail_at(J, NOPOS, "template needs more than %u MB of memory", JJ_MAX_MEMORY >> 20);
+        if (J->mem + cap > J->max_mem)
+            fail_at(J, NOPOS, "template needs more than %zu MB of memory", J->max_mem >> 20);
         size_t head = (sizeof(chunk) + ALIGN - 1) & ~(size_t)(ALIGN - 1);
         c = malloc(head + cap);
         if (!c)
@@ -215,8 +219,8 @@ static void free_arena(jj *J)
 
 static void step(jj *J, uint32_t off)
 {
-    if (++J->steps > JJ_MAX_STEPS)
-        fail_at(J, off, "template does too much work (more than %llu steps)", (unsigned long long)JJ_MAX_STEPS);
+    if (++J->steps > J->max_steps)
+        fail_at(J, off, "template does too much work (more than %llu steps)", (unsigned long long)J->max_steps);
 }
 
 static void enter(jj *J, uint32_t off)
@@ -1414,8 +1418,8 @@ static frame *new_frame(jj *J, frame *parent)
 static void emit(jj *J, const char *s, size_t n)
 {
     J->out_total += n;
-    if (J->out_total > JJ_MAX_OUTPUT)
-        fail_at(J, NOPOS, "rendered text longer than %u MB", JJ_MAX_OUTPUT >> 20);
+    if (J->out_total > J->max_output)
+        fail_at(J, NOPOS, "rendered text longer than %zu MB", J->max_output >> 20);
     sb_add(J, J->out, s, n);
 }
 
@@ -1505,7 +1509,7 @@ static jv repeat(jj *J, const jv *seq, int64_t times, uint32_t off)
     if (times < 0) times = 0;
     if (seq->t == JV_STR) {
         uint64_t total;
-        if (!llm_mul_ok(seq->u.s->len, (uint64_t)times, &total) || total > JJ_MAX_OUTPUT)
+        if (!llm_mul_ok(seq->u.s->len, (uint64_t)times, &total) || total > J->max_output)
             fail_at(J, off, "string repetition too large");
         sbuf b = {0};
         for (int64_t i = 0; i < times; i++) sb_add(J, &b, seq->u.s->s, seq->u.s->len);
@@ -2578,6 +2582,13 @@ int llm_jinja_render(const char *tmpl, const llm_chat_msg *msgs, size_t n, const
     if (!J)
         return llm_errf(err, "chat template: out of memory");
     J->src = tmpl, J->src_len = len, J->err = err;
+    uint64_t input = len + (vars && vars->bos_token ? strlen(vars->bos_token) : 0) +
+                     (vars && vars->eos_token ? strlen(vars->eos_token) : 0);
+    for (size_t i = 0; i < n; i++)
+        input += (msgs[i].role ? strlen(msgs[i].role) : 0) + (msgs[i].content ? strlen(msgs[i].content) : 0);
+    J->max_output = (size_t)(JJ_OUTPUT_BASE + 8 * input);
+    J->max_mem = (size_t)(JJ_MEMORY_BASE + 32 * input);
+    J->max_steps = JJ_STEPS_BASE + JJ_STEPS_PER_MESSAGE * (uint64_t)n;
     if (setjmp(J->fail)) {
         free_arena(J);
         free(J);

@@ -48,6 +48,12 @@ struct llm_vocab {
 
     int32_t *specials;     /* control/user-defined/unknown tokens, longest text first */
     size_t n_specials;
+    /* Index of specials by their first two bytes, to find which occur in a text in one pass:
+     * spec_by_pair[pair_start[b0 << 8 | b1] .. pair_start[(b0 << 8 | b1) + 1]) are indices into
+     * specials; one-byte specials are in spec_single[b0] (-1 when none). */
+    uint32_t *pair_start;
+    uint32_t *spec_by_pair;
+    int32_t spec_single[256];
 
     int n_regex;           /* BPE pre-tokenizer, applied in sequence */
     void *regex[TOK_MAX_REGEX]; /* pcre2_code_8 * */

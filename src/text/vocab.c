@@ -238,6 +238,31 @@ static int cmp_len_desc(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* Counting sort of the specials by their first two bytes (see tok_internal.h). */
+static void index_specials(llm_vocab *v)
+{
+    v->pair_start = llm_xcalloc(65537, sizeof *v->pair_start);
+    v->spec_by_pair = llm_xmalloc((v->n_specials ? v->n_specials : 1) * sizeof *v->spec_by_pair);
+    memset(v->spec_single, 0xFF, sizeof v->spec_single);
+    for (size_t k = 0; k < v->n_specials; k++) {
+        const unsigned char *t = (const unsigned char *)v->arena + v->off[v->specials[k]];
+        if (v->len[v->specials[k]] >= 2)
+            v->pair_start[(t[0] << 8 | t[1]) + 1]++;
+        else if (v->spec_single[t[0]] < 0)
+            v->spec_single[t[0]] = (int32_t)k;
+    }
+    for (size_t i = 1; i <= 65536; i++)
+        v->pair_start[i] += v->pair_start[i - 1];
+    uint32_t *fill = llm_xmalloc(65536 * sizeof *fill);
+    memcpy(fill, v->pair_start, 65536 * sizeof *fill);
+    for (size_t k = 0; k < v->n_specials; k++) {
+        const unsigned char *t = (const unsigned char *)v->arena + v->off[v->specials[k]];
+        if (v->len[v->specials[k]] >= 2)
+            v->spec_by_pair[fill[t[0] << 8 | t[1]]++] = (uint32_t)k;
+    }
+    free(fill);
+}
+
 static void collect_specials(llm_vocab *v)
 {
     len_id *tmp = llm_xmalloc((size_t)v->n * sizeof *tmp);
@@ -253,6 +278,7 @@ static void collect_specials(llm_vocab *v)
         v->specials[i] = tmp[i].id;
     v->n_specials = k;
     free(tmp);
+    index_specials(v);
 }
 
 static void spm_byte_tokens(llm_vocab *v)
@@ -363,6 +389,8 @@ void llm_vocab_free(llm_vocab *v)
     free(v->slot);
     free(v->merges);
     free(v->specials);
+    free(v->pair_start);
+    free(v->spec_by_pair);
     free(v);
 }
 
@@ -432,16 +460,48 @@ static void frag_push(frag_list *l, size_t off, size_t len, int32_t id)
     l->d[l->n++] = (fragment){off, len, id};
 }
 
+static bool special_active(const llm_vocab *v, size_t k, bool parse_special)
+{
+    return parse_special || v->type[v->specials[k]] == LLM_TOKEN_USER_DEFINED;
+}
+
+/* Which special tokens occur anywhere in the text: one pass, two table lookups per byte.
+ * Only those need the (per-token) splitting pass below. */
+static uint8_t *specials_present(const llm_vocab *v, const char *text, size_t len, bool parse_special)
+{
+    uint8_t *present = llm_xcalloc(v->n_specials ? v->n_specials : 1, 1);
+    const unsigned char *s = (const unsigned char *)text;
+    for (size_t pos = 0; pos < len; pos++) {
+        int32_t k1 = v->spec_single[s[pos]];
+        if (k1 >= 0 && special_active(v, (size_t)k1, parse_special))
+            present[k1] = 1;
+        if (pos + 1 >= len)
+            break;
+        unsigned key = (unsigned)s[pos] << 8 | s[pos + 1];
+        for (uint32_t r = v->pair_start[key]; r < v->pair_start[key + 1]; r++) {
+            uint32_t k = v->spec_by_pair[r];
+            if (present[k] || !special_active(v, k, parse_special))
+                continue;
+            uint32_t tl = v->len[v->specials[k]];
+            if (tl <= len - pos && memcmp(s + pos, v->arena + v->off[v->specials[k]], tl) == 0)
+                present[k] = 1;
+        }
+    }
+    return present;
+}
+
 /* Splits every text fragment at each occurrence of each special token, longest tokens first
- * (so "<|im_start|>" wins over a shorter token inside it). */
+ * (so "<|im_start|>" wins over a shorter token inside it) — llama.cpp's order, which decides
+ * overlapping matches. Cost: O(text) per special token that occurs in the text. */
 static void partition(const llm_vocab *v, const char *text, size_t len, bool parse_special, frag_list *frags)
 {
     frag_list tmp = {0};
     frag_push(frags, 0, len, -1);
+    uint8_t *present = specials_present(v, text, len, parse_special);
     for (size_t k = 0; k < v->n_specials; k++) {
-        int32_t id = v->specials[k];
-        if (!parse_special && v->type[id] != LLM_TOKEN_USER_DEFINED)
+        if (!present[k])
             continue;
+        int32_t id = v->specials[k];
         const char *tt = v->arena + v->off[id];
         size_t tl = v->len[id];
         bool any = false;
@@ -473,6 +533,7 @@ static void partition(const llm_vocab *v, const char *text, size_t len, bool par
             tmp = t;
         }
     }
+    free(present);
     free(tmp.d);
 }
 
