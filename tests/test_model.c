@@ -337,6 +337,185 @@ static void check_invariance(const char *model_path, const char *ref_dir, const 
     llm_model_free(&mr);
 }
 
+/* ---- load errors: a copy of a real file with one thing wrong --------------------------------- */
+
+typedef enum { BREAK_SHAPE, BREAK_MISSING, BREAK_ARCH, BREAK_HEADS, ONE_LAYER } variant_kind;
+
+/* Writes a copy of src with one change: a defect, or (ONE_LAYER) only block 0 kept. Returns 0, or
+ * -1 with msg. */
+static int write_variant(const char *src_path, const char *dst, variant_kind kind, char *msg, size_t cap)
+{
+    llm_map map;
+    gguf_file g;
+    llm_err err = {{0}};
+    msg[0] = 0;
+    if (llm_map_open(&map, src_path, NULL, &err) || gguf_parse(&g, src_path, map.base, map.size, &err)) {
+        snprintf(msg, cap, "setup: %.1000s", err.msg);
+        return -1;
+    }
+    gguf_writer *w = gguf_writer_new(32);
+    for (uint64_t i = 0; i < g.n_kv; i++) {
+        const char *k = g.kv[i].key;
+        const char *dot = strchr(k, '.');
+        if (kind == BREAK_ARCH && !strcmp(k, "general.architecture"))
+            gguf_w_str(w, k, "gpt-j");
+        else if (kind == BREAK_HEADS && !strcmp(k, "llama.attention.head_count_kv"))
+            gguf_w_u32(w, k, 3);
+        else if (kind == ONE_LAYER && dot && !strcmp(dot, ".block_count"))
+            gguf_w_u32(w, k, 1);
+        else
+            gguf_w_copy_kv(w, &g.kv[i]);
+    }
+    for (uint64_t i = 0; i < g.n_tensors; i++) {
+        const gguf_tensor *t = &g.tensors[i];
+        int64_t ne[4] = {t->ne[0], t->ne[1], t->ne[2], t->ne[3]};
+        if (kind == BREAK_MISSING && !strcmp(t->name, "blk.1.ffn_up.weight"))
+            continue;
+        if (kind == ONE_LAYER && !strncmp(t->name, "blk.", 4) && strncmp(t->name, "blk.0.", 6))
+            continue;
+        if (kind == BREAK_SHAPE && !strcmp(t->name, "blk.0.attn_k.weight")) {
+            ne[0] = t->ne[1]; /* [256,128] -> [128,256]: same bytes, wrong shape */
+            ne[1] = t->ne[0];
+        }
+        gguf_w_tensor(w, t->name, t->type, t->n_dims, ne, t->data, &err);
+    }
+    int rc = gguf_writer_write(w, dst, NULL, NULL, &err);
+    if (rc)
+        snprintf(msg, cap, "setup: %.1000s", err.msg);
+    gguf_writer_free(w);
+    gguf_free(&g);
+    llm_map_close(&map);
+    return rc;
+}
+
+/* Writes src with one defect and returns the load error message (empty when it loaded). */
+static void load_broken(const char *src_path, const char *dst, variant_kind kind, char *msg, size_t cap)
+{
+    if (write_variant(src_path, dst, kind, msg, cap))
+        return;
+    llm_model m;
+    llm_err err = {{0}};
+    if (llm_model_load(&m, dst, NULL, &err))
+        snprintf(msg, cap, "%.1000s", err.msg);
+    else
+        llm_model_free(&m);
+    unlink(dst);
+}
+
+static void check_load_errors(const char *sh)
+{
+    char src[1024], dst[128], msg[1200];
+    snprintf(src, sizeof src, "%s/models/tiny-llama-q8_0.gguf", sh);
+    snprintf(dst, sizeof dst, "%s/llmap-test-model-%d.gguf", access("/dev/shm", W_OK) ? "/tmp" : "/dev/shm",
+             (int)getpid());
+    load_broken(src, dst, BREAK_SHAPE, msg, sizeof msg);
+    CHECK_CONTAINS(msg, "tensor 'blk.0.attn_k.weight': shape [128, 256");
+    load_broken(src, dst, BREAK_MISSING, msg, sizeof msg);
+    CHECK_CONTAINS(msg, "missing tensor 'blk.1.ffn_up.weight'");
+    load_broken(src, dst, BREAK_ARCH, msg, sizeof msg);
+    CHECK_CONTAINS(msg, "gpt-j");
+    load_broken(src, dst, BREAK_HEADS, msg, sizeof msg);
+    CHECK_CONTAINS(msg, "head_count_kv 3");
+    llm_model m;
+    llm_err err = {{0}};
+    CHECK(llm_model_load(&m, "/nonexistent/model.gguf", NULL, &err) == -1);
+    CHECK_CONTAINS(err.msg, "/nonexistent/model.gguf");
+    llm_model_free(&m); /* safe after a failed load */
+}
+
+/* ---- KV cache operations (on F32 weights, where float rounding is the only difference) --- */
+
+static llm_ctx *new_ctx(const llm_model *m, int n_ctx)
+{
+    llm_ctx_opts o;
+    llm_ctx_opts_default(&o);
+    o.n_ctx = n_ctx;
+    o.n_threads = 1;
+    llm_err err = {{0}};
+    llm_ctx *c = llm_ctx_new(m, &o, &err);
+    CHECK_MSG(c != NULL, "ctx: %s", err.msg);
+    return c;
+}
+
+/* Truncation re-evaluates bit-identically; a context shift gives what a fresh context fed the
+ * kept tokens gives (keys re-rotated instead of computed at their new positions: ~1e-5);
+ * overflow and bad ids are errors that leave the cache as it was. */
+static void check_cache_ops(const char *model_path, const char *ref_dir, const char *label)
+{
+    ref_prompt r;
+    llm_model m;
+    llm_err err = {{0}};
+    if (load_ref(ref_dir, 2, &r) || r.n_tokens < 64 || llm_model_load(&m, model_path, NULL, &err)) {
+        CHECK_MSG(0, "%s: cannot set up cache tests: %s", label, err.msg);
+        free_ref(&r);
+        return;
+    }
+    const int nv = (int)m.hp.n_vocab;
+    float *a = malloc(sizeof(float) * (size_t)nv), *b = malloc(sizeof(float) * (size_t)nv);
+    const int32_t *T = r.tokens;
+
+    /* truncate: [0,20) then back to 10 and [10,20) again */
+    llm_ctx *c = new_ctx(&m, 128);
+    if (c && !llm_forward(c, T, 20, a, false, &err)) {
+        llm_ctx_kv_truncate(c, 10);
+        CHECK_EQ_INT(llm_ctx_n_past(c), 10);
+        CHECK(llm_forward(c, T + 10, 10, b, false, &err) == 0);
+        CHECK_MSG(max_diff(a, b, (size_t)nv) == 0, "%s: re-evaluation after truncate differs by %g", label,
+                  max_diff(a, b, (size_t)nv));
+    }
+    llm_ctx_free(c);
+
+    /* Context shift. In one layer, a token's keys and values depend only on the token and its
+     * position, so after [0,60) with [10,30) dropped, token 60 must see exactly what a fresh
+     * context fed [0,10) + [30,61) sees, up to the re-rotation's rounding. (With more layers
+     * the kept tokens still carry what the dropped ones contributed, as in llama.cpp.) */
+    char one[1200], msg[1200];
+    snprintf(one, sizeof one, "%.1100s.1layer", model_path);
+    llm_model m1;
+    if (write_variant(model_path, one, ONE_LAYER, msg, sizeof msg) || llm_model_load(&m1, one, NULL, &err)) {
+        CHECK_MSG(0, "%s: one-layer variant: %s %s", label, msg, err.msg);
+    } else {
+        c = new_ctx(&m1, 128);
+        llm_ctx *f = new_ctx(&m1, 128);
+        int32_t kept[64];
+        memcpy(kept, T, 10 * sizeof *T);
+        memcpy(kept + 10, T + 30, 31 * sizeof *T);
+        if (c && f && !llm_forward(c, T, 60, NULL, false, &err)) {
+            CHECK(llm_ctx_kv_shift(c, 10, 20, &err) == 0);
+            CHECK_EQ_INT(llm_ctx_n_past(c), 40);
+            CHECK(llm_forward(c, T + 60, 1, a, false, &err) == 0);
+            CHECK(llm_forward(f, kept, 41, b, false, &err) == 0);
+            double d = max_diff(a, b, (size_t)nv);
+            printf("  %-34s context shift vs fresh evaluation (1 layer): %.2g\n", label, d);
+            CHECK_MSG(d <= 1e-4, "%s: logits after a context shift differ from a fresh run by %g", label, d);
+            CHECK(llm_ctx_kv_shift(c, 30, 20, &err) == -1); /* beyond what is cached */
+        }
+        llm_ctx_free(c);
+        llm_ctx_free(f);
+        llm_model_free(&m1);
+    }
+    unlink(one);
+
+    /* errors leave the cache unchanged */
+    c = new_ctx(&m, 16);
+    if (c) {
+        CHECK(llm_forward(c, T, 10, a, false, &err) == 0);
+        CHECK(llm_forward(c, T, 7, a, false, &err) == -1);
+        CHECK_CONTAINS(err.msg, "context is full");
+        int32_t bad[2] = {T[0], (int32_t)nv};
+        CHECK(llm_forward(c, bad, 2, a, false, &err) == -1);
+        CHECK_CONTAINS(err.msg, "outside the vocabulary");
+        CHECK_EQ_INT(llm_ctx_n_past(c), 10);
+        CHECK(llm_forward(c, T + 10, 6, a, false, &err) == 0);
+        CHECK_EQ_INT(llm_ctx_n_past(c), 16);
+    }
+    llm_ctx_free(c);
+    free(a);
+    free(b);
+    free_ref(&r);
+    llm_model_free(&m);
+}
+
 /* ---- F32 compute: dequantized copies vs the dequantized-f32 references --------------------- */
 
 /* Makes an all-F32 copy of each quantized file with `llmap quantize IN OUT f32` (the tool under
@@ -367,6 +546,8 @@ static void check_f32(const char *sh, const char *const *stems, size_t n)
             snprintf(ref, sizeof ref, "%s/reference/%s/dequantized-f32", sh, stems[i]);
             snprintf(label, sizeof label, "%s (f32)", stems[i]);
             check_reference(out, ref, label, TOL_F32, TOL_F32_MEAN);
+            if (i == 0 || i == 3) /* one llama (RoPE normal) and one qwen2 (NeoX) */
+                check_cache_ops(out, ref, label);
         }
         unlink(out);
     }
@@ -392,6 +573,7 @@ int main(void)
         check_reference(model, ref, STEMS[i], TOL_NATIVE, TOL_NATIVE_MEAN);
     }
     check_f32(sh, STEMS, sizeof STEMS / sizeof *STEMS);
+    check_load_errors(sh);
     printf("invariance (prompt 3, all positions, max abs diff vs 1 thread mmap SIMD):\n");
     for (size_t i = 0; i < sizeof STEMS / sizeof *STEMS; i++) {
         snprintf(model, sizeof model, "%s/models/%s.gguf", sh, STEMS[i]);
