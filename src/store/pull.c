@@ -356,8 +356,12 @@ static int download(const char *url, const char *partial, uint64_t expect_size, 
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, xfer_info);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &f);
+    /* CURLOPT_RANGE rather than RESUME_FROM: a server that ignores the Range and answers
+     * 200 is then handled here (start over) instead of failing inside libcurl. */
+    char range[32];
+    snprintf(range, sizeof range, "%llu-", (unsigned long long)have);
     if (have)
-        curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)have);
+        curl_easy_setopt(c, CURLOPT_RANGE, range);
     CURLcode rc = curl_easy_perform(c);
     long code = f.code;
     if (!f.checked)
