@@ -24,6 +24,7 @@ int cmd_store(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_tokenize(int argc, char **argv); /* src/bench/tokenize.c */
+int cmd_bench_model(int argc, char **argv);    /* src/bench/bench_model.c */
 int cmd_synth(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 

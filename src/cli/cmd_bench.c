@@ -25,7 +25,7 @@ typedef struct bench_kind {
 static const bench_kind BENCHES[] = {
     {"kernels", bench_kernels, "matrix x vector GB/s per weight type vs measured memory bandwidth"},
     {"tokenize", cmd_bench_tokenize, "tokenizer throughput per kind (spm, bpe, wpm) on 1 MiB texts"},
-    /* {"model", cmd_bench_model, "..."},         llmap bench MODEL.gguf: load, prompt, generation */
+    {"model", cmd_bench_model, "MODEL.gguf: pp512/tg128 tokens/s, generation vs measured bandwidth"},
 };
 
 static const char USAGE[] =

@@ -1,0 +1,186 @@
+/*
+ * llmap bench MODEL.gguf — prompt processing and generation speed of the forward pass, and how
+ * close generation gets to the memory-bandwidth roofline.
+ *
+ * Generation reads every weight matrix once per token (plus one embedding row), so its speed
+ * limit is (measured read bandwidth) / (bytes of weights per token). The benchmark measures
+ * that bandwidth in the same run, on the same thread pool, because on a shared machine absolute
+ * numbers move by 2x between runs while the ratio is stable. Like llama-bench: ppN evaluates N
+ * tokens in one batch into an empty cache; tgN generates N tokens one at a time from an empty
+ * cache. Token ids are seeded pseudo-random (the speed does not depend on them).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench/bench.h"
+#include "cli/cli.h"
+#include "model/model.h"
+
+static const char USAGE[] = "llmap bench MODEL.gguf [-t THREADS] [--pp N] [--tg N] [--reps N] [--json]\n"
+                            "  ppN: N prompt tokens in one batch; tgN: N tokens generated one at a time\n"
+                            "  (defaults pp512, tg128, best of 1 rep; THREADS defaults to one per CPU)";
+
+typedef struct bench_args {
+    const char *model;
+    int threads, pp, tg, reps;
+    bool json;
+} bench_args;
+
+static int parse(int argc, char **argv, bench_args *a)
+{
+    static const struct option opts[] = {
+        {"threads", required_argument, 0, 't'}, {"pp", required_argument, 0, 'p'},
+        {"tg", required_argument, 0, 'g'},      {"reps", required_argument, 0, 'r'},
+        {"json", no_argument, 0, 'j'},          {"help", no_argument, 0, 'h'}, {0},
+    };
+    *a = (bench_args){.pp = 512, .tg = 128, .reps = 1};
+    a->model = argv[0];
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "t:p:g:r:jh", opts, NULL)) != -1) {
+        switch (c) {
+        case 't': a->threads = atoi(optarg); break;
+        case 'p': a->pp = atoi(optarg); break;
+        case 'g': a->tg = atoi(optarg); break;
+        case 'r': a->reps = atoi(optarg); break;
+        case 'j': a->json = true; break;
+        case 'h': printf("usage: %s\n", USAGE); return 1;
+        default: return -1;
+        }
+    }
+    if (optind != argc || a->pp < 0 || a->tg < 0 || a->pp + a->tg < 1 || a->pp > 65536 || a->tg > 65536 ||
+        a->reps < 1)
+        return -1;
+    return 0;
+}
+
+static uint64_t matrix_bytes(const llm_matrix *w) { return (uint64_t)w->rows * llm_row_size(w->type, w->cols); }
+
+/* Weight bytes one generated token reads: every layer matrix, the output projection, the norm
+ * vectors, and one row of the embedding table. */
+static uint64_t bytes_per_token(const llm_model *m)
+{
+    const llm_hparams *hp = &m->hp;
+    uint64_t b = matrix_bytes(&m->output) + llm_row_size(m->token_embd.type, m->token_embd.cols);
+    b += (uint64_t)hp->n_embd * sizeof(float) * (1 + 2 * (uint64_t)hp->n_layer);
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        const llm_layer *L = &m->layers[il];
+        const llm_matrix *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof *ws; i++)
+            b += matrix_bytes(ws[i]);
+    }
+    return b;
+}
+
+static void fill_tokens(int32_t *t, int n, uint32_t n_vocab)
+{
+    uint64_t s = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        t[i] = (int32_t)((s >> 33) % n_vocab);
+    }
+}
+
+typedef struct bench_result {
+    double load_s, bw_gbs, pp_tps, tg_tps;
+    uint64_t tok_bytes;
+} bench_result;
+
+static int run(const bench_args *a, llm_model *m, llm_pool *pool, bench_result *r, llm_err *err)
+{
+    const int n = a->pp > a->tg ? a->pp : a->tg;
+    int32_t *toks = llm_xmalloc(sizeof *toks * (size_t)(n + 1));
+    float *logits = llm_xmalloc(sizeof(float) * m->hp.n_vocab);
+    fill_tokens(toks, n + 1, m->hp.n_vocab);
+    llm_ctx_opts o;
+    llm_ctx_opts_default(&o);
+    o.n_ctx = (a->pp > a->tg ? a->pp : a->tg) + 1;
+    o.n_batch = a->pp > 0 ? a->pp : 1;
+    o.pool = pool;
+    llm_ctx *c = llm_ctx_new(m, &o, err);
+    int rc = -1;
+    if (!c)
+        goto done;
+    /* warm-up: one token pages every weight in (a first touch of a mapping is not compute) */
+    if (llm_forward(c, toks, 1, logits, false, err))
+        goto done;
+    for (int rep = 0; rep < a->reps; rep++) {
+        if (a->pp > 0) {
+            llm_ctx_kv_truncate(c, 0);
+            double t0 = llm_now();
+            if (llm_forward(c, toks, a->pp, logits, false, err))
+                goto done;
+            double tps = a->pp / (llm_now() - t0);
+            r->pp_tps = tps > r->pp_tps ? tps : r->pp_tps;
+        }
+        if (a->tg > 0) {
+            llm_ctx_kv_truncate(c, 0);
+            double t0 = llm_now();
+            for (int i = 0; i < a->tg; i++)
+                if (llm_forward(c, &toks[i], 1, logits, false, err))
+                    goto done;
+            double tps = a->tg / (llm_now() - t0);
+            r->tg_tps = tps > r->tg_tps ? tps : r->tg_tps;
+        }
+    }
+    rc = 0;
+done:
+    llm_ctx_free(c);
+    free(toks);
+    free(logits);
+    return rc;
+}
+
+int cmd_bench_model(int argc, char **argv)
+{
+    bench_args a;
+    int prc = parse(argc, argv, &a);
+    if (prc)
+        return prc > 0 ? 0 : cli_usage(USAGE);
+    llm_err err = {{0}};
+    llm_model m;
+    bench_result r = {0};
+    double t0 = llm_now();
+    if (llm_model_load(&m, a.model, NULL, &err))
+        return cli_fail("bench", "%s", err.msg);
+    r.load_s = llm_now() - t0;
+    r.tok_bytes = bytes_per_token(&m);
+    llm_pool *pool = llm_pool_new(a.threads);
+    /* a probe larger than any cache, smaller than what a shared machine minds */
+    uint64_t probe = r.tok_bytes < (256u << 20) ? (256u << 20) : r.tok_bytes;
+    if (probe > (1u << 30))
+        probe = 1u << 30;
+    r.bw_gbs = llm_bench_bandwidth(pool, (size_t)probe, 3);
+    int rc = run(&a, &m, pool, &r, &err);
+    if (rc) {
+        cli_fail("bench", "%s", err.msg);
+    } else {
+        double eff = r.tg_tps * (double)r.tok_bytes / 1e9;
+        int threads = llm_pool_threads(pool);
+        if (a.json) {
+            printf("{\"model\": \"%s\", \"arch\": \"%s\", \"n_params\": %llu, \"weight_bytes\": %llu, "
+                   "\"bytes_per_token\": %llu, \"threads\": %d, \"load_s\": %.4f, \"bandwidth_gbs\": %.3f, "
+                   "\"pp\": %d, \"pp_tps\": %.3f, \"tg\": %d, \"tg_tps\": %.3f, \"tg_gbs\": %.3f, "
+                   "\"roofline_fraction\": %.4f}\n",
+                   a.model, m.hp.arch_name, (unsigned long long)m.n_params, (unsigned long long)m.weight_bytes,
+                   (unsigned long long)r.tok_bytes, threads, r.load_s, r.bw_gbs, a.pp, r.pp_tps, a.tg, r.tg_tps,
+                   eff, r.bw_gbs > 0 ? eff / r.bw_gbs : 0);
+        } else {
+            printf("model      %s (%s, %.2fB params, %.1f MiB of weights)\n", a.model, m.hp.arch_name,
+                   (double)m.n_params / 1e9, (double)m.weight_bytes / (1 << 20));
+            printf("threads    %d   load %.3f s (mapping)\n", threads, r.load_s);
+            printf("bandwidth  %.2f GB/s measured read\n", r.bw_gbs);
+            if (a.pp)
+                printf("pp%-4d     %8.2f tokens/s\n", a.pp, r.pp_tps);
+            if (a.tg)
+                printf("tg%-4d     %8.2f tokens/s   %.1f MiB/token -> %.2f GB/s = %.0f%% of measured bandwidth\n",
+                       a.tg, r.tg_tps, (double)r.tok_bytes / (1 << 20), eff,
+                       r.bw_gbs > 0 ? 100 * eff / r.bw_gbs : 0);
+        }
+    }
+    llm_pool_free(pool);
+    llm_model_free(&m);
+    return rc ? 1 : 0;
+}
