@@ -42,8 +42,8 @@
 #define JJ_MAX_TEMPLATE (1u << 20)        /* bytes of template text */
 #define JJ_OUTPUT_BASE (8ull << 20)       /* rendered bytes: base + 8 x input bytes */
 #define JJ_MEMORY_BASE (64ull << 20)      /* arena bytes: base + 32 x input bytes */
-#define JJ_STEPS_BASE 2000000ull          /* statements + expressions + loop iterations: */
-#define JJ_STEPS_PER_MESSAGE 10000ull     /*   base + this per message */
+#define JJ_STEPS_BASE 1000000ull          /* statements, expressions, iterations, 256-byte */
+#define JJ_STEPS_PER_MESSAGE 10000ull     /*   blocks copied or scanned: base + per message */
 #define JJ_MAX_DEPTH 400                  /* parser and evaluator recursion (stack safety) */
 #define JJ_MAX_MACRO_DEPTH 32             /* nested macro calls */
 #define JJ_MAX_ITEMS (1u << 22)           /* elements in one list or dict */
@@ -183,8 +183,11 @@ __attribute__((noreturn, format(printf, 3, 4))) static void fail_at(jj *J, uint3
     longjmp(J->fail, 1);
 }
 
+static void charge(jj *J, size_t bytes);
+
 static void *jalloc(jj *J, size_t n)
 {
+    charge(J, n);
     n = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
     chunk *c = J->chunks;
     if (!c || c->cap - c->used < n) {
@@ -221,6 +224,15 @@ static void step(jj *J, uint32_t off)
 {
     if (++J->steps > J->max_steps)
         fail_at(J, off, "template does too much work (more than %llu steps)", (unsigned long long)J->max_steps);
+}
+
+/* Work proportional to data: every allocation counts, and bytes copied or scanned count per
+ * 256, so a template cannot spend unbounded time on a few huge strings or many tiny ones. */
+static void charge(jj *J, size_t bytes)
+{
+    J->steps += 1 + (bytes >> 8);
+    if (J->steps > J->max_steps)
+        fail_at(J, NOPOS, "template does too much work (more than %llu steps)", (unsigned long long)J->max_steps);
 }
 
 static void enter(jj *J, uint32_t off)
@@ -271,6 +283,7 @@ static void sb_add(jj *J, sbuf *b, const char *s, size_t n)
 {
     if (!n)
         return;
+    charge(J, n);
     sb_grow(J, b, n);
     memcpy(b->p + b->len, s, n);
     b->len += n;
@@ -1461,6 +1474,8 @@ static size_t str_cplen(const jstr *s)
 
 static int compare(jj *J, int op, const jv *a, const jv *b, uint32_t off)
 {
+    if (a->t == JV_STR) charge(J, a->u.s->len);
+    if (b->t == JV_STR) charge(J, b->u.s->len);
     switch (op) {
     case OP_EQ: return jv_eq(a, b);
     case OP_NE: return !jv_eq(a, b);
@@ -1470,7 +1485,10 @@ static int compare(jj *J, int op, const jv *a, const jv *b, uint32_t off)
             if (a->t != JV_STR) fail_at(J, off, "'in <string>' requires a string on the left, got %s", type_name(a->t));
             r = a->u.s->len == 0 || memmem(b->u.s->s, b->u.s->len, a->u.s->s, a->u.s->len) != NULL;
         } else if (b->t == JV_LIST) {
-            for (size_t i = 0; i < b->u.l->n && !r; i++) r = jv_eq(a, &b->u.l->v[i]);
+            for (size_t i = 0; i < b->u.l->n && !r; i++) {
+                charge(J, a->t == JV_STR ? a->u.s->len : 0);
+                r = jv_eq(a, &b->u.l->v[i]);
+            }
         } else if (b->t == JV_DICT || b->t == JV_NS) {
             r = dict_find(b->u.d, a) != NULL;
         } else if (b->t == JV_UNDEF || b->t == JV_NONE) {
@@ -1511,9 +1529,11 @@ static jv repeat(jj *J, const jv *seq, int64_t times, uint32_t off)
         uint64_t total;
         if (!llm_mul_ok(seq->u.s->len, (uint64_t)times, &total) || total > J->max_output)
             fail_at(J, off, "string repetition too large");
-        sbuf b = {0};
-        for (int64_t i = 0; i < times; i++) sb_add(J, &b, seq->u.s->s, seq->u.s->len);
-        return sb_val(J, &b);
+        jstr *r = jalloc(J, sizeof(jstr) + (size_t)total + 1);
+        r->len = (size_t)total;
+        for (int64_t i = 0; i < times; i++) memcpy(r->s + (size_t)i * seq->u.s->len, seq->u.s->s, seq->u.s->len);
+        r->s[total] = 0;
+        return (jv){.t = JV_STR, .u.s = r};
     }
     uint64_t total;
     if (!llm_mul_ok(seq->u.l->n, (uint64_t)times, &total) || total > JJ_MAX_ITEMS)
@@ -1849,6 +1869,7 @@ static jv case_map(jj *J, const jstr *s, int mode)
 
 static jv str_replace(jj *J, const jstr *s, const jstr *from, const jstr *to, int64_t count)
 {
+    charge(J, s->len);
     sbuf b = {0};
     size_t i = 0;
     int64_t done = 0;
@@ -1874,6 +1895,7 @@ static jv str_replace(jj *J, const jstr *s, const jstr *from, const jstr *to, in
 
 static jv str_split(jj *J, const jstr *s, const jstr *sep, int64_t maxsplit)
 {
+    charge(J, s->len);
     jlist *l = mklist(J, 0);
     size_t i = 0;
     int64_t done = 0;
@@ -1905,7 +1927,7 @@ static jv str_split(jj *J, const jstr *s, const jstr *sep, int64_t maxsplit)
     return vlist(l);
 }
 
-static int affix(const jstr *s, const jv *p, int suffix)
+static int affix(const jstr *s, const jv *p, int suffix) /* bounded: compares at most len(p) */
 {
     if (p->t == JV_LIST) {
         for (size_t i = 0; i < p->u.l->n; i++)
@@ -1974,6 +1996,7 @@ static jv call_method(jj *J, jv self, const char *name, const args *a, uint32_t 
         }
         if (!strcmp(name, "find") || !strcmp(name, "count")) {
             const jstr *sub = arg_str(J, a, 0, "sub", name, off);
+            charge(J, s->len);
             if (name[0] == 'f') {
                 const char *h = memmem(s->s, s->len, sub->s, sub->len);
                 return vint(h ? (int64_t)str_cplen(mkstr(J, s->s, (size_t)(h - s->s))) : -1);
