@@ -8,15 +8,18 @@
  * reader. When the client goes away, MHD frees the response, which sets the job's cancel flag;
  * the next text callback returns non-zero, the engine stops and the slot is freed. The job is
  * reference-counted between those two threads. Non-streaming requests run in the connection
- * thread itself (libmicrohttpd gives each connection its own thread).
+ * thread itself (libmicrohttpd gives each connection its own thread); there nothing is written
+ * until the end, so each text callback peeks at the socket to notice a client that left.
  */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "server/server.h"
@@ -36,6 +39,7 @@ typedef struct gen_job {
     bool finished;        /* producer done: nothing more will be appended */
     atomic_bool cancel;   /* client gone */
     int refs;
+    int client_fd;        /* non-stream: the connection's socket, peeked for EOF; -1: none */
 
     llm_buf text;         /* everything generated */
     llmap_stats st;
@@ -218,9 +222,20 @@ static void frame_end(gen_job *j)
 
 /* ---- running -------------------------------------------------------------------------------- */
 
+/* True when the peer has closed its end (EOF or a socket error); pipelined bytes or
+ * nothing to read mean it is still there. */
+static bool client_gone(int fd)
+{
+    char ch;
+    ssize_t n = recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static int on_text(void *user, const char *text, size_t len)
 {
     gen_job *j = user;
+    if (j->client_fd >= 0 && client_gone(j->client_fd))
+        atomic_store(&j->cancel, true);
     if (atomic_load(&j->cancel) || atomic_load(server_stopping(j->srv)))
         return 1;
     llm_buf_append(&j->text, text, len);
@@ -274,6 +289,7 @@ static gen_job *job_new(llmap_server *s, srv_model *m, double load_seconds, doub
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
     atomic_init(&j->cancel, false);
+    j->client_fd = -1;
     return j;
 }
 
@@ -380,6 +396,8 @@ static int respond_stream(llmap_server *s, struct MHD_Connection *c, gen_job *j)
 
 static int respond_whole(struct MHD_Connection *c, gen_job *j)
 {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    j->client_fd = ci ? ci->connect_fd : -1;
     run(j);
     bool openai = is_openai(j);
     int ret;

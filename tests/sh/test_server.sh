@@ -146,8 +146,10 @@ exec 3<&-
 long="{\"model\":\"$MODEL\",\"prompt\":\"Once upon a time\",\"options\":{\"num_predict\":1800,\"num_ctx\":2048}}"
 curl -sN --max-time 1 "$URL$G" -d "$long" >"$WORK/partial" 2>/dev/null
 curl -sN --max-time 1 "$URL/v1/completions" -d "{\"model\":\"$MODEL\",\"prompt\":\"x\",\"max_tokens\":1800,\"stream\":true}" >/dev/null 2>&1
+curl -s --max-time 1 "$URL/v1/chat/completions" -d "{\"model\":\"$MODEL\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":1800}" >/dev/null 2>&1
 check "stream delivered chunks before the disconnect" '[ "$(grep -c "\"done\":false" "$WORK/partial")" -ge 1 ]'
-# Both slots (--parallel 2) would stay busy for ~1800 tokens if the generations went on.
+# The slots (--parallel 2) would stay busy for ~1800 tokens each if the generations went on
+# (two streams noticed on their next write, one non-stream noticed by peeking at its socket).
 busy=1
 for _ in $(seq 50); do
     curl -s "$URL/api/ps" >"$WORK/ps"
@@ -172,7 +174,9 @@ sleep 2.5
 check "keep_alive \"1s\" expired: reaper unloaded it" '! in_ps $Q'
 
 # ---- load: cheap endpoint + small generations, RSS flat ----------------------------------------
-node "$NODE_DIR/load.mjs" "$URL" /api/version 100 8 >/dev/null # warm up thread stacks, allocator
+# Warm-up round first: thread stacks, malloc arenas of new connection threads, sessions.
+node "$NODE_DIR/load.mjs" "$URL" /api/version 200 8 >/dev/null
+node "$NODE_DIR/load.mjs" "$URL" generate 12 4 >/dev/null
 rss0=$(rss_kb)
 node "$NODE_DIR/load.mjs" "$URL" /api/version 500 8 >"$WORK/load1"
 node "$NODE_DIR/load.mjs" "$URL" generate 24 4 >"$WORK/load2"
