@@ -112,9 +112,9 @@ static void test_split_sum(void)
 int main(void)
 {
     test_threads(1, 100, 0);
-    test_threads(2, 5000, 0);
-    test_threads(3, 1000, 0);
-    test_threads(4, 500, 0);
+    test_threads(2, 2000, 0);
+    test_threads(3, 400, 0);
+    test_threads(4, 200, 0);
     test_threads(2, 20, 1);
     test_sleep_wake();
     test_split_sum();
