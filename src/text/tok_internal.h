@@ -43,6 +43,7 @@ struct llm_vocab {
     bool add_bos, add_eos, add_space_prefix, ignore_merges;
 
     int32_t byte_tok[256]; /* SPM: <0xNN>; BPE: the byte-level character of the byte */
+    uint8_t *spm_pairs;    /* SPM: bit (a << 8 | b) set when bytes a, b are adjacent in some token */
     uint16_t byte_cp[256]; /* BPE: byte -> code point of its printable stand-in */
     int16_t cp_byte[512];  /* BPE: code point -> byte, -1 when not a stand-in */
 

@@ -6,6 +6,8 @@
  * <0xNN> byte tokens, so any byte string round-trips (except a literal "▁", which decodes as a
  * space).
  *
+ * The text is first cut where two adjacent bytes never appear side by side in any token (no
+ * merge can cross such a boundary, so the pieces are independent and the result is the same).
  * The candidate merges live in a binary heap with lazy invalidation (a popped pair whose
  * symbols changed since it was pushed is skipped), so n input bytes cost O(n log n) whatever
  * the text; a candidate is only formed when its length fits the longest token.
@@ -24,7 +26,7 @@ typedef struct spm_sym {
 typedef struct spm_bigram {
     float score;
     int32_t left, right;
-    size_t size;
+    uint32_t size; /* at most twice the longest token */
 } spm_bigram;
 
 typedef struct spm_heap {
@@ -86,7 +88,7 @@ static void try_bigram(const llm_vocab *v, const char *text, const spm_sym *syms
     int32_t id = tok_find(v, text + syms[left].off, size);
     if (id < 0)
         return;
-    heap_push(h, (spm_bigram){v->score[id], left, right, size});
+    heap_push(h, (spm_bigram){v->score[id], left, right, (uint32_t)size});
 }
 
 static void emit_symbol(const llm_vocab *v, const char *text, const spm_sym *s, tok_vec *out)
@@ -132,6 +134,8 @@ void tok_spm(const llm_vocab *v, const char *raw, size_t raw_len, bool space_pre
         free(text);
         return;
     }
+    /* Symbols are UTF-8 characters; the chain is cut where no token can span the boundary,
+     * and each piece is merged on its own. */
     spm_sym *syms = llm_xmalloc(len * sizeof *syms);
     int32_t n = 0;
     for (size_t off = 0; off < len;) {
@@ -140,28 +144,42 @@ void tok_spm(const llm_vocab *v, const char *raw, size_t raw_len, bool space_pre
         size_t want = tok_utf8_len((unsigned char)text[off]), cl = 1;
         while (cl < want && off + cl < len && ((unsigned char)text[off + cl] & 0xC0) == 0x80)
             cl++;
-        syms[n] = (spm_sym){n - 1, off + cl == len ? -1 : n + 1, off, cl};
+        bool joined = false;
+        if (n > 0) {
+            unsigned key = (unsigned)(unsigned char)text[off - 1] << 8 | (unsigned char)text[off];
+            joined = (v->spm_pairs[key >> 3] >> (key & 7)) & 1;
+        }
+        syms[n] = (spm_sym){joined ? n - 1 : -1, -1, off, cl};
+        if (joined)
+            syms[n - 1].next = n;
         off += cl;
         n++;
     }
     spm_heap heap = {0};
-    for (int32_t i = 1; i < n; i++)
-        try_bigram(v, text, syms, i - 1, i, &heap);
-    while (heap.n > 0) {
-        spm_bigram b = heap_pop(&heap);
-        spm_sym *l = &syms[b.left], *r = &syms[b.right];
-        if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
-            continue; /* stale: one side was merged since */
-        l->n += r->n;
-        r->n = 0;
-        l->next = r->next;
-        if (r->next >= 0)
-            syms[r->next].prev = b.left;
-        try_bigram(v, text, syms, l->prev, b.left, &heap);
-        try_bigram(v, text, syms, b.left, l->next, &heap);
+    for (int32_t start = 0; start < n;) {
+        int32_t end = start + 1;
+        while (end < n && syms[end].prev >= 0)
+            end++;
+        heap.n = 0;
+        for (int32_t i = start + 1; i < end; i++)
+            try_bigram(v, text, syms, i - 1, i, &heap);
+        while (heap.n > 0) {
+            spm_bigram b = heap_pop(&heap);
+            spm_sym *l = &syms[b.left], *r = &syms[b.right];
+            if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
+                continue; /* stale: one side was merged since */
+            l->n += r->n;
+            r->n = 0;
+            l->next = r->next;
+            if (r->next >= 0)
+                syms[r->next].prev = b.left;
+            try_bigram(v, text, syms, l->prev, b.left, &heap);
+            try_bigram(v, text, syms, b.left, l->next, &heap);
+        }
+        for (int32_t i = start; i != -1; i = syms[i].next)
+            emit_symbol(v, text, &syms[i], out);
+        start = end;
     }
-    for (int32_t i = 0; i != -1; i = syms[i].next)
-        emit_symbol(v, text, &syms[i], out);
     free(heap.d);
     free(syms);
     free(text);

@@ -295,6 +295,20 @@ static void spm_byte_tokens(llm_vocab *v)
     }
 }
 
+/* No SPM merge can join two symbols whose boundary bytes never sit side by side in a token:
+ * tok_spm cuts the text there into independent pieces (same result, much smaller heaps). */
+static void spm_pair_bitmap(llm_vocab *v)
+{
+    v->spm_pairs = llm_xcalloc(65536 / 8, 1);
+    for (int32_t id = 0; id < v->n; id++) {
+        const unsigned char *t = (const unsigned char *)v->arena + v->off[id];
+        for (uint32_t i = 1; i < v->len[id]; i++) {
+            unsigned key = (unsigned)t[i - 1] << 8 | t[i];
+            v->spm_pairs[key >> 3] |= (uint8_t)(1u << (key & 7));
+        }
+    }
+}
+
 static int load_kind(llm_vocab *v, const gguf_file *f, llm_err *err)
 {
     char *model = gguf_get_str(f, "tokenizer.ggml.model", err);
@@ -363,8 +377,10 @@ int llm_vocab_load(const gguf_file *f, llm_vocab **out, llm_err *err)
         goto fail;
     if (v->kind == LLM_VOCAB_BPE && tok_bpe_init(v, f, err))
         goto fail;
-    if (v->kind == LLM_VOCAB_SPM)
+    if (v->kind == LLM_VOCAB_SPM) {
         spm_byte_tokens(v);
+        spm_pair_bitmap(v);
+    }
     find_eog(v);
     collect_specials(v);
     *out = v;
@@ -390,6 +406,7 @@ void llm_vocab_free(llm_vocab *v)
     free(v->merges);
     free(v->specials);
     free(v->pair_start);
+    free(v->spm_pairs);
     free(v->spec_by_pair);
     free(v);
 }
