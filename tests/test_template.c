@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "gguf/gguf.h"
@@ -224,6 +225,297 @@ static const char DEEPSEEK_CODER[] =
     "{{'### Instruction:\\n' + message['content'] + '\\n'}}\n        {%- else %}\n"
     "{{'### Response:\\n' + message['content'] + '\\n<|EOT|>\\n'}}\n        {%- endif %}\n    {%- endif %}\n"
     "{%- endfor %}\n{% if add_generation_prompt %}\n{{'### Response:'}}\n{% endif %}";
+
+/* meta-llama/Llama-3.2-3B-Instruct (llama.cpp models/templates) */
+static const char LLAMA32[] =
+    "{{- bos_token }}\n"
+    "{%- if custom_tools is defined %}\n"
+    "    {%- set tools = custom_tools %}\n"
+    "{%- endif %}\n"
+    "{%- if not tools_in_user_message is defined %}\n"
+    "    {%- set tools_in_user_message = true %}\n"
+    "{%- endif %}\n"
+    "{%- if not date_string is defined %}\n"
+    "    {%- if strftime_now is defined %}\n"
+    "        {%- set date_string = strftime_now(\"%d %b %Y\") %}\n"
+    "    {%- else %}\n"
+    "        {%- set date_string = \"26 Jul 2024\" %}\n"
+    "    {%- endif %}\n"
+    "{%- endif %}\n"
+    "{%- if not tools is defined %}\n"
+    "    {%- set tools = none %}\n"
+    "{%- endif %}\n"
+    "\n"
+    "{#- This block extracts the system message, so we can slot it into the right place. #}\n"
+    "{%- if messages[0]['role'] == 'system' %}\n"
+    "    {%- set system_message = messages[0]['content']|trim %}\n"
+    "    {%- set messages = messages[1:] %}\n"
+    "{%- else %}\n"
+    "    {%- set system_message = \"\" %}\n"
+    "{%- endif %}\n"
+    "\n"
+    "{#- System message #}\n"
+    "{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}\n"
+    "{%- if tools is not none %}\n"
+    "    {{- \"Environment: ipython\\n\" }}\n"
+    "{%- endif %}\n"
+    "{{- \"Cutting Knowledge Date: December 2023\\n\" }}\n"
+    "{{- \"Today Date: \" + date_string + \"\\n\\n\" }}\n"
+    "{%- if tools is not none and not tools_in_user_message %}\n"
+    "    {{- \"You have access to the following functions. To call a function, please respond with JSON for a function call.\" }}\n"
+    "    {{- 'Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and its value}.' }}\n"
+    "    {{- \"Do not use variables.\\n\\n\" }}\n"
+    "    {%- for t in tools %}\n"
+    "        {{- t | tojson(indent=4) }}\n"
+    "        {{- \"\\n\\n\" }}\n"
+    "    {%- endfor %}\n"
+    "{%- endif %}\n"
+    "{{- system_message }}\n"
+    "{{- \"<|eot_id|>\" }}\n"
+    "\n"
+    "{#- Custom tools are passed in a user message with some extra guidance #}\n"
+    "{%- if tools_in_user_message and not tools is none %}\n"
+    "    {#- Extract the first user message so we can plug it in here #}\n"
+    "    {%- if messages | length != 0 %}\n"
+    "        {%- set first_user_message = messages[0]['content']|trim %}\n"
+    "        {%- set messages = messages[1:] %}\n"
+    "    {%- else %}\n"
+    "        {{- raise_exception(\"Cannot put tools in the first user message when there's no first user message!\") }}\n"
+    "{%- endif %}\n"
+    "    {{- '<|start_header_id|>user<|end_header_id|>\\n\\n' -}}\n"
+    "    {{- \"Given the following functions, please respond with a JSON for a function call \" }}\n"
+    "    {{- \"with its proper arguments that best answers the given prompt.\\n\\n\" }}\n"
+    "    {{- 'Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and its value}.' }}\n"
+    "    {{- \"Do not use variables.\\n\\n\" }}\n"
+    "    {%- for t in tools %}\n"
+    "        {{- t | tojson(indent=4) }}\n"
+    "        {{- \"\\n\\n\" }}\n"
+    "    {%- endfor %}\n"
+    "    {{- first_user_message + \"<|eot_id|>\"}}\n"
+    "{%- endif %}\n"
+    "\n"
+    "{%- for message in messages %}\n"
+    "    {%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in message) %}\n"
+    "        {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' }}\n"
+    "    {%- elif 'tool_calls' in message %}\n"
+    "        {%- if not message.tool_calls|length == 1 %}\n"
+    "            {{- raise_exception(\"This model only supports single tool-calls at once!\") }}\n"
+    "        {%- endif %}\n"
+    "        {%- set tool_call = message.tool_calls[0].function %}\n"
+    "        {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}\n"
+    "        {{- '{\"name\": \"' + tool_call.name + '\", ' }}\n"
+    "        {{- '\"parameters\": ' }}\n"
+    "        {{- tool_call.arguments | tojson }}\n"
+    "        {{- \"}\" }}\n"
+    "        {{- \"<|eot_id|>\" }}\n"
+    "    {%- elif message.role == \"tool\" or message.role == \"ipython\" %}\n"
+    "        {{- \"<|start_header_id|>ipython<|end_header_id|>\\n\\n\" }}\n"
+    "        {%- if message.content is mapping or message.content is iterable %}\n"
+    "            {{- message.content | tojson }}\n"
+    "        {%- else %}\n"
+    "            {{- message.content }}\n"
+    "        {%- endif %}\n"
+    "        {{- \"<|eot_id|>\" }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n"
+    "    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n"
+    "{%- endif %}\n";
+
+/* mistralai/Mistral-Nemo-Instruct-2407 (llama.cpp models/templates) */
+static const char MISTRAL_NEMO[] =
+    "{%- if messages[0][\"role\"] == \"system\" %}\n"
+    "    {%- set system_message = messages[0][\"content\"] %}\n"
+    "    {%- set loop_messages = messages[1:] %}\n"
+    "{%- else %}\n"
+    "    {%- set loop_messages = messages %}\n"
+    "{%- endif %}\n"
+    "{%- if not tools is defined %}\n"
+    "    {%- set tools = none %}\n"
+    "{%- endif %}\n"
+    "{%- set user_messages = loop_messages | selectattr(\"role\", \"equalto\", \"user\") | list %}\n"
+    "\n"
+    "{#- This block checks for alternating user/assistant messages, skipping tool calling messages #}\n"
+    "{%- set ns = namespace() %}\n"
+    "{%- set ns.index = 0 %}\n"
+    "{%- for message in loop_messages %}\n"
+    "    {%- if not (message.role == \"tool\" or message.role == \"tool_results\" or (message.tool_calls is defined and message.tool_calls is not none)) %}\n"
+    "        {%- if (message[\"role\"] == \"user\") != (ns.index % 2 == 0) %}\n"
+    "            {{- raise_exception(\"After the optional system message, conversation roles must alternate user/assistant/user/assistant/...\") }}\n"
+    "        {%- endif %}\n"
+    "        {%- set ns.index = ns.index + 1 %}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "\n"
+    "{{- bos_token }}\n"
+    "{%- for message in loop_messages %}\n"
+    "    {%- if message[\"role\"] == \"user\" %}\n"
+    "        {%- if tools is not none and (message == user_messages[-1]) %}\n"
+    "            {{- \"[AVAILABLE_TOOLS][\" }}\n"
+    "            {%- for tool in tools %}\n"
+    "                {%- set tool = tool.function %}\n"
+    "                {{- '{\"type\": \"function\", \"function\": {' }}\n"
+    "                {%- for key, val in tool.items() if key != \"return\" %}\n"
+    "                    {%- if val is string %}\n"
+    "                        {{- '\"' + key + '\": \"' + val + '\"' }}\n"
+    "                    {%- else %}\n"
+    "                        {{- '\"' + key + '\": ' + val|tojson }}\n"
+    "                    {%- endif %}\n"
+    "                    {%- if not loop.last %}\n"
+    "                        {{- \", \" }}\n"
+    "                    {%- endif %}\n"
+    "                {%- endfor %}\n"
+    "                {{- \"}}\" }}\n"
+    "                {%- if not loop.last %}\n"
+    "                    {{- \", \" }}\n"
+    "                {%- else %}\n"
+    "                    {{- \"]\" }}\n"
+    "                {%- endif %}\n"
+    "            {%- endfor %}\n"
+    "            {{- \"[/AVAILABLE_TOOLS]\" }}\n"
+    "            {%- endif %}\n"
+    "        {%- if loop.last and system_message is defined %}\n"
+    "            {{- \"[INST]\" + system_message + \"\\n\\n\" + message[\"content\"] + \"[/INST]\" }}\n"
+    "        {%- else %}\n"
+    "            {{- \"[INST]\" + message[\"content\"] + \"[/INST]\" }}\n"
+    "        {%- endif %}\n"
+    "    {%- elif (message.tool_calls is defined and message.tool_calls is not none) %}\n"
+    "        {{- \"[TOOL_CALLS][\" }}\n"
+    "        {%- for tool_call in message.tool_calls %}\n"
+    "            {%- set out = tool_call.function|tojson %}\n"
+    "            {{- out[:-1] }}\n"
+    "            {%- if not tool_call.id is defined or tool_call.id|length != 9 %}\n"
+    "                {{- raise_exception(\"Tool call IDs should be alphanumeric strings with length 9!\") }}\n"
+    "            {%- endif %}\n"
+    "            {{- ', \"id\": \"' + tool_call.id + '\"}' }}\n"
+    "            {%- if not loop.last %}\n"
+    "                {{- \", \" }}\n"
+    "            {%- else %}\n"
+    "                {{- \"]\" + eos_token }}\n"
+    "            {%- endif %}\n"
+    "        {%- endfor %}\n"
+    "    {%- elif message[\"role\"] == \"assistant\" %}\n"
+    "        {{- message[\"content\"] + eos_token}}\n"
+    "    {%- elif message[\"role\"] == \"tool_results\" or message[\"role\"] == \"tool\" %}\n"
+    "        {%- if message.content is defined and message.content.content is defined %}\n"
+    "            {%- set content = message.content.content %}\n"
+    "        {%- else %}\n"
+    "            {%- set content = message.content %}\n"
+    "        {%- endif %}\n"
+    "        {{- '[TOOL_RESULTS]{\"content\": ' + content|string + \", \" }}\n"
+    "        {%- if not message.tool_call_id is defined or message.tool_call_id|length != 9 %}\n"
+    "            {{- raise_exception(\"Tool call IDs should be alphanumeric strings with length 9!\") }}\n"
+    "        {%- endif %}\n"
+    "        {{- '\"call_id\": \"' + message.tool_call_id + '\"}[/TOOL_RESULTS]' }}\n"
+    "    {%- else %}\n"
+    "        {{- raise_exception(\"Only user and assistant roles are supported, with the exception of an initial optional system message!\") }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n";
+
+/* deepseek-ai/DeepSeek-R1-Distill-Qwen-32B (llama.cpp models/templates) */
+static const char R1_DISTILL[] =
+    "{% if not add_generation_prompt is defined %}\n"
+    "{% set add_generation_prompt = false %}\n"
+    "{% endif %}\n"
+    "{% set ns = namespace(is_first=false, is_tool=false, is_output_first=true, system_prompt='') %}\n"
+    "{%- for message in messages %}\n"
+    "{%- if message['role'] == 'system' %}\n"
+    "{% set ns.system_prompt = message['content'] %}\n"
+    "{%- endif %}\n"
+    "{%- endfor %}\n"
+    "{{bos_token}}\n"
+    "{{ns.system_prompt}}\n"
+    "{%- for message in messages %}\n"
+    "{%- if message['role'] == 'user' %}\n"
+    "{%- set ns.is_tool = false -%}\n"
+    "{{'<｜User｜>' + message['content']}}\n"
+    "{%- endif %}\n"
+    "{%- if message['role'] == 'assistant' and message['content'] is none %}\n"
+    "{%- set ns.is_tool = false -%}\n"
+    "{%- for tool in message['tool_calls']%}\n"
+    "{%- if not ns.is_first %}\n"
+    "{{'<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>' + tool['type'] + '<｜tool▁sep｜>' + tool['function']['name'] + '\\n' + '```json' + '\\n' + tool['function']['arguments'] + '\\n' + '```' + '<｜tool▁call▁end｜>'}}\n"
+    "{%- set ns.is_first = true -%}\n"
+    "{%- else %}\n"
+    "{{'\\n' + '<｜tool▁call▁begin｜>' + tool['type'] + '<｜tool▁sep｜>' + tool['function']['name'] + '\\n' + '```json' + '\\n' + tool['function']['arguments'] + '\\n' + '```' + '<｜tool▁call▁end｜>'}}\n"
+    "{{'<｜tool▁calls▁end｜><｜end▁of▁sentence｜>'}}\n"
+    "{%- endif %}\n"
+    "{%- endfor %}\n"
+    "{%- endif %}\n"
+    "{%- if message['role'] == 'assistant' and message['content'] is not none %}\n"
+    "{%- if ns.is_tool %}\n"
+    "{{'<｜tool▁outputs▁end｜>' + message['content'] + '<｜end▁of▁sentence｜>'}}\n"
+    "{%- set ns.is_tool = false -%}\n"
+    "{%- else %}\n"
+    "{% set content = message['content'] %}\n"
+    "{% if '</think>' in content %}\n"
+    "{% set content = content.split('</think>')[-1] %}\n"
+    "{% endif %}\n"
+    "{{'<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>'}}\n"
+    "{%- endif %}\n"
+    "{%- endif %}\n"
+    "{%- if message['role'] == 'tool' %}\n"
+    "{%- set ns.is_tool = true -%}\n"
+    "{%- if ns.is_output_first %}\n"
+    "{{'<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>' + message['content'] + '<｜tool▁output▁end｜>'}}\n"
+    "{%- set ns.is_output_first = false %}\n"
+    "{%- else %}\n"
+    "{{'\\n<｜tool▁output▁begin｜>' + message['content'] + '<｜tool▁output▁end｜>'}}\n"
+    "{%- endif %}\n"
+    "{%- endif %}\n"
+    "{%- endfor -%}\n"
+    "{% if ns.is_tool %}\n"
+    "{{'<｜tool▁outputs▁end｜>'}}\n"
+    "{% endif %}\n"
+    "{% if add_generation_prompt and not ns.is_tool %}\n"
+    "{{'<｜Assistant｜>'}}\n"
+    "{% endif %}";
+
+/* Templates of newer models, beyond the native families: interpreted. */
+static void test_modern_templates(void)
+{
+    llm_err err = {{0}};
+    /* Llama 3.2: system block with knowledge/today dates; strftime_now is defined, as in
+     * transformers, so "Today Date" is the current local date. */
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(date, sizeof date, "%d %b %Y", &tm);
+    char want[1024];
+    snprintf(want, sizeof want,
+             "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+             "Today Date: %s\n\nYou are a helpful assistant<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n"
+             "Hello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHi there<|eot_id|>"
+             "<|start_header_id|>assistant<|end_header_id|>\n\n", date);
+    CHECK_EQ_STR(llm_template_kind(LLAMA32), "jinja");
+    char *out = render(LLAMA32, CONV, 3, "<|begin_of_text|>", "<|eot_id|>", true, LLM_TMPL_AUTO, &err);
+    CHECK_MSG(out && strcmp(out, want) == 0, "llama 3.2:\n got: [%s]\nwant: [%s] %s", out ? out : "", want, err.msg);
+    free(out);
+
+    /* Mistral Nemo: the system message goes into the last user turn, no spaces around [INST] */
+    CHECK_EQ_STR(llm_template_kind(MISTRAL_NEMO), "jinja");
+    out = render(MISTRAL_NEMO, CONV, 4, "<s>", "</s>", true, LLM_TMPL_AUTO, &err);
+    CHECK_MSG(out && strcmp(out, "<s>[INST]Hello[/INST]Hi there</s>[INST]You are a helpful assistant\n\nWho are you"
+                                 "[/INST]") == 0, "mistral nemo: [%s] %s", out ? out : "", err.msg);
+    free(out);
+    static const llm_chat_msg bad_order[] = {{"assistant", "x"}, {"user", "y"}};
+    out = render(MISTRAL_NEMO, bad_order, 2, "<s>", "</s>", true, LLM_TMPL_AUTO, &err);
+    CHECK(out == NULL);
+    CHECK_CONTAINS(err.msg, "raise_exception: After the optional system message, conversation roles must alternate");
+    free(out);
+
+    /* DeepSeek R1 distill: system text right after BOS (the template keeps the newline after
+     * {{bos_token}}), a </think> section is cut from earlier answers, trim_blocks keeps the
+     * newline after the final '<｜Assistant｜>' expression. */
+    static const llm_chat_msg think[] = {{"system", "You are a helpful assistant"}, {"user", "Hello"},
+                                         {"assistant", "<think>hmm</think>Hi there"}};
+    CHECK_EQ_STR(llm_template_kind(R1_DISTILL), "jinja");
+    out = render(R1_DISTILL, think, 3, "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", true, LLM_TMPL_AUTO, &err);
+    CHECK_MSG(out && strcmp(out, "<｜begin▁of▁sentence｜>\nYou are a helpful assistant<｜User｜>Hello<｜Assistant｜>Hi there"
+                                 "<｜end▁of▁sentence｜><｜Assistant｜>\n") == 0, "r1 distill: [%s] %s", out ? out : "", err.msg);
+    free(out);
+}
 
 static void test_families(void)
 {
@@ -528,6 +820,7 @@ int main(void)
 {
     test_shared_models();
     test_families();
+    test_modern_templates();
     test_fallback();
     test_constructs();
     test_whitespace();

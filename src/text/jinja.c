@@ -2388,6 +2388,7 @@ static jv eval_call(jj *J, frame *f, const node *n)
     }
     jv fn = eval(J, f, callee);
     args a = eval_args(J, f, n, 0);
+    if (fn.t == JV_FUNC && !fn.u.fn.self) return call_builtin(J, f, fn.u.fn.name, &a, n->off);
     if (fn.t == JV_FUNC) return call_method(J, *fn.u.fn.self, fn.u.fn.name, &a, n->off);
     if (fn.t == JV_MACRO) return call_macro(J, f, fn.u.macro, &a, n->off);
     if (callee->k == E_ATTR)
@@ -2406,7 +2407,7 @@ static jv eval(jj *J, frame *f, const node *n)
     case E_NAME: {
         jv *v = lookup(f, n->name);
         if (v) r = *v;
-        else if (!strcmp(n->name, "loop")) r = vundef("loop");
+        else if (is_builtin(n->name)) r = (jv){.t = JV_FUNC, .u.fn = {n->name, NULL}}; /* `strftime_now is defined` */
         else r = vundef(n->name);
         break;
     }
