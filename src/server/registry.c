@@ -321,6 +321,12 @@ srv_slot *registry_slot_acquire(registry *r, srv_model *e, int n_ctx, const char
     }
     s->busy = true;
     pthread_mutex_unlock(&r->mu);
+    /* A client cannot make the server allocate a cache beyond what the model was trained
+     * for: num_ctx is capped at the trained context. */
+    llmap_model_info info;
+    llmap_model_get_info(e->m, &info);
+    if (info.n_ctx_train > 0 && (n_ctx <= 0 || n_ctx > (int)info.n_ctx_train))
+        n_ctx = n_ctx <= 0 && info.n_ctx_train > 4096 ? 4096 : (int)info.n_ctx_train;
     if (s->sess && s->n_ctx != n_ctx) {
         llmap_session_free(s->sess);
         s->sess = NULL;
@@ -328,7 +334,9 @@ srv_slot *registry_slot_acquire(registry *r, srv_model *e, int n_ctx, const char
         s->history = NULL;
     }
     if (!s->sess) {
-        llmap_session_opts so = {.n_ctx = n_ctx};
+        /* As Ollama does: a prompt longer than the context keeps its most recent tokens,
+         * and a full cache is shifted instead of ending the answer with an error. */
+        llmap_session_opts so = {.n_ctx = n_ctx, .context_shift = true};
         char msg[512] = "";
         if (llmap_session_new(e->m, &so, &s->sess, msg, sizeof msg)) {
             llm_errf(err, "cannot create a session (n_ctx %d): %s", n_ctx, msg);

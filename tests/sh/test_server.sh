@@ -130,6 +130,13 @@ check "chat page is the embedded index.html" 'cmp -s "$WORK/body" "$ROOT/src/ser
 expect "page script" 200 GET /app.js
 check "embedded page up to date (tools/embed-web.sh --check)" '"$ROOT/tools/embed-web.sh" --check'
 
+# ---- context limits behave like Ollama: long prompts keep their end, a full cache shifts --------
+long_prompt=$(printf 'word %.0s' $(seq 300))
+st=$(req POST $G -d "{\"model\":\"$MODEL\",\"prompt\":\"$long_prompt\",\"stream\":false,\"options\":{\"num_ctx\":64,\"num_predict\":4}}")
+check "prompt longer than num_ctx is truncated, not an error" '[ "$st" = 200 ] && grep -q "\"eval_count\":4" "$WORK/body"' "$st $(head -c 200 "$WORK/body")"
+st=$(req POST $G -d "{\"model\":\"$MODEL\",\"prompt\":\"hi\",\"stream\":false,\"options\":{\"num_ctx\":16,\"num_predict\":30}}")
+check "num_predict beyond num_ctx shifts the context" '[ "$st" = 200 ] && grep -q "\"eval_count\":30" "$WORK/body"' "$st $(head -c 200 "$WORK/body")"
+
 # ---- slow clients must not block others; idle connections are closed ---------------------------
 exec 3<>"/dev/tcp/127.0.0.1/$PORT"
 printf 'POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Le' >&3 # and then nothing
