@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The store commands end to end: import, create (Modelfile, errors with line numbers), list
+# (--json), show (metadata from the GGUF, settings from the manifest), cp, rm, ps without a
+# server, `store check` (exit status, corruption found, --fix). Expected values come from the
+# shared README's description of the tiny models and from sha256sum, not from llmap.
+set -u
+BIN=${LLMAP_BIN:-./llmap}
+ROOT=${LLMAP_ROOT:-.}
+SHARED=${LLMAP_SHARED:-$ROOT/../shared}
+pass=0; fail=0; skip=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL test_store: $*" >&2; }
+check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
+finish() { if [ "$skip" -gt 0 ]; then echo "test_store.sh: $pass passed, $fail failed, $skip skipped"; else echo "test_store.sh: $pass passed, $fail failed"; fi; [ "$fail" -eq 0 ]; exit $?; }
+MODEL=$SHARED/models/tiny-qwen2-q8_0.gguf
+if [ ! -f "$MODEL" ]; then
+    echo "SKIP test_store.sh: shared model $MODEL absent" >&2
+    if [ "${LLMAP_REQUIRE_SHARED:-0}" = 1 ]; then fail=1; else skip=1; fi
+    finish
+fi
+T=$(mktemp -d /tmp/llmap-test-storecli-XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export LLMAP_HOME=$T/home
+# A private copy: the store may hard-link it, and this test corrupts a blob later.
+cp "$MODEL" "$T/qwen.gguf"
+SUM=$(sha256sum "$T/qwen.gguf" | cut -c1-64)
+
+check "import" "$BIN" import "$T/qwen.gguf" qwen:tiny
+out=$("$BIN" import "$T/qwen.gguf" '../../etc/passwd' 2>&1); rc=$?
+check "import rejects a hostile name (exit $rc)" test "$rc" -eq 1
+check "hostile name message" grep -q "invalid model name" <<<"$out"
+out=$("$BIN" import /etc/hostname x 2>&1); rc=$?
+check "import rejects a non-GGUF file" test "$rc" -eq 1
+out=$("$BIN" list)
+check "list shows qwen:tiny with its id" grep -qE "^qwen:tiny +${SUM:0:12} " <<<"$out"
+check "list --json has the digest" grep -q "\"digest\":[[:space:]]*\"sha256-$SUM\"" <<<"$("$BIN" list --json)"
+
+# show: the README says tiny-qwen2 is a synthetic "qwen2" model, Q8_0.
+out=$("$BIN" show qwen:tiny)
+check "show architecture qwen2" grep -qE "architecture +qwen2" <<<"$out"
+check "show quantization Q8_0" grep -qiE "quantization +q8_0" <<<"$out"
+out2=$("$BIN" show "$T/qwen.gguf")
+check "show accepts a path" grep -qE "architecture +qwen2" <<<"$out2"
+out=$("$BIN" show nothere 2>&1); rc=$?
+check "show of an unknown name fails" test "$rc" -eq 1
+check "unknown name message" grep -q "model 'nothere:latest' not found" <<<"$out"
+
+# create: a Modelfile with every kind of line; then errors name the line.
+cat > "$T/Modelfile" <<'EOF'
+# comment
+FROM qwen:tiny
+PARAMETER temperature 0.5
+PARAMETER top_k 20
+PARAMETER stop "<|im_end|>"
+SYSTEM """You answer
+in two lines."""
+TEMPLATE """{% for m in messages %}{{ m.content }}{% endfor %}"""
+EOF
+check "create" "$BIN" create mine -f "$T/Modelfile"
+json=$("$BIN" show mine --json)
+check "created: temperature 0.5" grep -qE '"temperature":[[:space:]]*0.5' <<<"$json"
+check "created: top_k 20" grep -qE '"top_k":[[:space:]]*20' <<<"$json"
+check "created: stop" grep -q '"<|im_end|>"' <<<"$json"
+check "created: multi-line system" grep -q '"system":[[:space:]]*"You answer\\nin two lines."' <<<"$json"
+check "created: same blob" grep -q "sha256-$SUM" <<<"$json"
+printf 'FROM qwen:tiny\nPARAMETER temperature 0.5\nPARAMETER temprature 1\n' > "$T/Bad"
+out=$("$BIN" create x -f "$T/Bad" 2>&1); rc=$?
+check "bad Modelfile fails" test "$rc" -eq 1
+check "bad Modelfile names line 3" grep -q "Bad:3: unknown parameter 'temprature'" <<<"$out"
+printf 'FROM ./qwen.gguf\n' > "$T/FromPath"
+check "create FROM a path relative to the Modelfile" "$BIN" create frompath -f "$T/FromPath"
+
+# cp, rm and blob sharing.
+check "cp" "$BIN" cp mine team/copy:v2
+check "cp listed" grep -q "^team/copy:v2 " <<<"$("$BIN" list)"
+check "cp from a path imports" "$BIN" cp "$T/qwen.gguf" frompath2
+check "rm" "$BIN" rm mine frompath frompath2
+check "blob kept while names use it" test -f "$LLMAP_HOME/blobs/sha256-$SUM"
+out=$("$BIN" rm mine 2>&1); rc=$?
+check "rm of a missing name fails" test "$rc" -eq 1
+check "store check clean" "$BIN" store check
+
+# Corruption is found and makes check fail; the corrupt model is no longer listed.
+blob=$LLMAP_HOME/blobs/sha256-$SUM
+chmod u+w "$blob"
+printf 'XXXX' | dd of="$blob" bs=1 seek=1000 conv=notrunc status=none
+out=$("$BIN" store check); rc=$?
+check "check fails on a corrupted blob (exit $rc)" test "$rc" -eq 1
+check "check names the problem" grep -q "content does not match its digest" <<<"$out"
+: > "$LLMAP_HOME/manifests/.tmp-leftover.json.abc123"
+out=$("$BIN" store check --fix)
+check "--fix removes temp files" test ! -e "$LLMAP_HOME/manifests/.tmp-leftover.json.abc123"
+"$BIN" rm qwen:tiny team/copy:v2 >/dev/null
+rm -f "$blob"
+check "store check clean after removal" "$BIN" store check
+check "list empty" test -z "$("$BIN" list | awk 'NR > 1')"
+
+# ps with no server: a friendly line, exit 0.
+out=$(LLMAP_HOST=127.0.0.1:9 "$BIN" ps 2>&1); rc=$?
+check "ps without a server exits 0" test "$rc" -eq 0
+check "ps says no server running" grep -q "no server running" <<<"$out"
+finish
