@@ -635,6 +635,9 @@ static void test_fallback(void)
     free(out);
     CHECK_EQ_STR(llm_template_kind(NULL), "none");
     CHECK_EQ_STR(llm_template_kind("{{ messages[0].content }}"), "jinja");
+    /* ChatML spelled with extras that plain ChatML lacks is interpreted, not rendered natively */
+    CHECK_EQ_STR(llm_template_kind("{{ bos_token }}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
+                                   "<|im_end|>\n{% endfor %}"), "jinja");
     /* unknown template: interpreted */
     CHECK(llm_chat_render("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}", CONV + 1, 2, &v, &out,
                           &err) == 0);

@@ -41,12 +41,12 @@
 
 #define JJ_MAX_TEMPLATE (1u << 20)        /* bytes of template text */
 #define JJ_OUTPUT_BASE (8ull << 20)       /* rendered bytes: base + 8 x input bytes */
-#define JJ_MEMORY_BASE (64ull << 20)      /* arena bytes: base + 32 x input bytes */
+#define JJ_MEMORY_BASE (32ull << 20)      /* arena bytes: base + 32 x input bytes */
 #define JJ_STEPS_BASE 1000000ull          /* statements, expressions, iterations, 256-byte */
 #define JJ_STEPS_PER_MESSAGE 10000ull     /*   blocks copied or scanned: base + per message */
 #define JJ_MAX_DEPTH 400                  /* parser and evaluator recursion (stack safety) */
 #define JJ_MAX_MACRO_DEPTH 32             /* nested macro calls */
-#define JJ_MAX_ITEMS (1u << 22)           /* elements in one list or dict */
+#define JJ_MAX_ITEMS (1u << 20)           /* elements in one list or dict */
 
 /* ---- values ---------------------------------------------------------------------------- */
 

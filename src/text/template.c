@@ -111,7 +111,10 @@ static kind detect(const char *t)
 {
     if (!t || !*t)
         return K_NONE;
-    if (has(t, "<|im_start|>") && has(t, "<|im_end|>") && !has(t, "<|im_sep|>"))
+    /* ChatML variants that add BOS/EOS, drop the last <|im_end|> (Qwen1.5: loop.last) or
+     * rewrite thinking sections (Qwen3) differ from plain ChatML: interpret those. */
+    if (has(t, "<|im_start|>") && has(t, "<|im_end|>") && !has(t, "<|im_sep|>") && !has(t, "bos_token") &&
+        !has(t, "eos_token") && !has(t, "loop.last") && !has(t, "think>") && !has(t, "reasoning_content"))
         return K_CHATML;
     if (has(t, "<|start_header_id|>") && has(t, "<|end_header_id|>") && has(t, "<|eot_id|>") &&
         !has(t, "Cutting Knowledge") && !has(t, "ipython") && !has(t, "tools"))
