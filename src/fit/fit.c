@@ -19,7 +19,7 @@
 #include "kernels/kernels.h"
 
 /* Resident memory of an llmap process before the model: binary, libc/libs, thread stacks. */
-#define BASE_BYTES (9ull << 20)
+#define BASE_BYTES (9728ull << 10)
 
 typedef struct shape {
     uint64_t n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_rot;
@@ -114,6 +114,16 @@ static uint64_t hot_bytes(const gguf_file *f)
     return hot;
 }
 
+/* File pages a running model keeps mapped: all of it, except that an untied embedding table is
+ * only read one row per token (its pages come in as distinct tokens occur). */
+static uint64_t mapped_bytes(const gguf_file *f)
+{
+    const gguf_tensor *e = gguf_find_tensor(f, "token_embd.weight");
+    if (e && gguf_find_tensor(f, "output.weight"))
+        return f->size - e->size;
+    return f->size;
+}
+
 static void predict(llm_fit *r, const llm_machine *mc, uint64_t file_bytes)
 {
     double rate = mc->bw_bytes_s * mc->efficiency;
@@ -173,11 +183,11 @@ int llm_fit_estimate(const gguf_file *f, const llm_fit_opts *o, const llm_machin
                        s.n_vocab * (4 + 4 + 8); /* session logits, sampler candidates (id + logit) */
     r->vocab_bytes = vocab_bytes(f);
     r->base_bytes = BASE_BYTES;
-    r->total_bytes = f->size + r->kv_bytes + r->compute_bytes + r->vocab_bytes + r->base_bytes;
+    r->total_bytes = mapped_bytes(f) + r->kv_bytes + r->compute_bytes + r->vocab_bytes + r->base_bytes;
     r->bytes_per_token = bytes_per_token(f, &s);
     r->hot_bytes = hot_bytes(f);
     r->usable_bytes = mc->usable_bytes;
-    predict(r, mc, f->size);
+    predict(r, mc, mapped_bytes(f));
     return 0;
 }
 

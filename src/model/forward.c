@@ -60,11 +60,16 @@ size_t llm_ctx_bytes(const llm_ctx *c) { return c->bytes; }
 
 /* ---- construction ------------------------------------------------------------------------ */
 
+/* Buffers are touched now, not on first use: the memory is committed when the context is
+ * created (an out-of-memory shows here, not mid-answer) and RSS matches `llmap fit`. */
 static void *ctx_alloc(llm_ctx *c, size_t n, bool *oom)
 {
     void *p = calloc(1, n ? n : 1);
     if (!p)
         *oom = true;
+    else
+        for (size_t i = 0; i < n; i += 4096) /* volatile: a compiler may drop a memset of calloc'd memory */
+            ((volatile uint8_t *)p)[i] = 0;
     c->bytes += n;
     return p;
 }
