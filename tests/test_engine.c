@@ -121,7 +121,7 @@ static char *ref_text(const llmap_model *m, const int32_t *ids, int n)
 static int generate(llmap_session *s, const char *prompt, const llmap_sampling *sp, collect *c, llmap_stats *st,
                     char *err)
 {
-    memset(&c->text, 0, sizeof c->text);
+    llm_buf_free(&c->text);
     c->calls = 0;
     int rc = llmap_generate(s, prompt, sp, collect_cb, c, st, err, 1024);
     llm_buf_cstr(&c->text);
