@@ -66,6 +66,21 @@ static llm_vocab *load_vocab(const char *path)
     return v;
 }
 
+/* Like load_vocab, but returns the error instead of reporting it. */
+static llm_vocab *load_vocab_quiet(const char *path, llm_err *err)
+{
+    llm_map m;
+    gguf_file f;
+    llm_vocab *v = NULL;
+    if (llm_map_open(&m, path, NULL, err))
+        return NULL;
+    if (gguf_parse(&f, path, m.base, m.size, err) == 0)
+        llm_vocab_load(&f, &v, err);
+    gguf_free(&f);
+    llm_map_close(&m);
+    return v;
+}
+
 static bool ids_equal(const int32_t *a, size_t na, const int32_t *b, size_t nb)
 {
     return na == nb && (na == 0 || memcmp(a, b, na * sizeof *a) == 0);
@@ -321,6 +336,162 @@ static void test_special(const llm_vocab *spm, const llm_vocab *gpt2)
     free(ids);
 }
 
+
+static void check_ids(const llm_vocab *v, const char *text, size_t len, const int32_t *want, size_t nwant,
+                      const char *what)
+{
+    int32_t *ids;
+    size_t n;
+    llm_err err;
+    int rc = llm_tokenize(v, text, len, false, false, &ids, &n, &err);
+    bool ok = rc == 0 && ids_equal(ids, n, want, nwant);
+    CHECK_MSG(ok, "%s", what);
+    if (!ok) {
+        print_ids("expected", want, nwant);
+        print_ids("got     ", ids, n);
+    }
+    free(ids);
+}
+
+/* WordPiece rules, with expected ids looked up in the vocabulary by their strings. */
+static void test_wordpiece(const llm_vocab *bert)
+{
+#define ID(s) llm_vocab_find(bert, s, strlen(s))
+    /* accents stripped and lowercased (BertNormalizer), punctuation split off */
+    int32_t cafe[] = {ID("\xe2\x96\x81" "cafe"), ID("\xe2\x96\x81,"), ID("\xe2\x96\x81" "world")};
+    CHECK(cafe[0] >= 0 && cafe[1] >= 0 && cafe[2] >= 0);
+    check_ids(bert, "Caf\xc3\xa9,WORLD", 12, cafe, 3, "wpm: 'Caf\xc3\xa9,WORLD' -> cafe , world");
+    /* CJK ideographs are words of their own */
+    int32_t cjk[] = {ID("\xe2\x96\x81\xe6\x97\xa5"), ID("\xe2\x96\x81\xe6\x9c\xac")};
+    CHECK(cjk[0] >= 0 && cjk[1] >= 0);
+    check_ids(bert, "\xe6\x97\xa5\xe6\x9c\xac", 6, cjk, 2, "wpm: CJK characters split");
+    /* a word of more than 100 characters is [UNK] (100), as is one with no cover */
+    char longw[130];
+    memset(longw, 'a', 101);
+    int32_t unk[] = {100};
+    check_ids(bert, longw, 101, unk, 1, "wpm: 101-character word is [UNK]");
+    /* control characters and invalid bytes vanish; NUL too */
+    int32_t hello[] = {ID("\xe2\x96\x81hello")};
+    check_ids(bert, "he\x01l\xffl\0o", 8, hello, 1, "wpm: control/invalid/NUL bytes dropped");
+    /* continuation pieces: "playing" -> play ##ing in BERT's vocabulary */
+    int32_t playing[] = {ID("\xe2\x96\x81play"), ID("ing")};
+    CHECK(playing[0] >= 0 && playing[1] >= 0);
+    int32_t *ids;
+    size_t n;
+    llm_err err;
+    CHECK(llm_tokenize(bert, "playing", 7, false, false, &ids, &n, &err) == 0);
+    /* either the whole word is a token or it is play + ing; never [UNK] */
+    int32_t whole = ID("\xe2\x96\x81playing");
+    CHECK((whole >= 0 && n == 1 && ids[0] == whole) || (n == 2 && ids[0] == playing[0] && ids[1] == playing[1]));
+    free(ids);
+    /* add_special wraps in [CLS] ... [SEP] */
+    CHECK(llm_tokenize(bert, "hello", 5, true, false, &ids, &n, &err) == 0);
+    CHECK(n == 3 && ids[0] == 101 && ids[1] == hello[0] && ids[2] == 102);
+    free(ids);
+    /* decoding: word pieces joined, words separated by one space */
+    llm_buf b = {0};
+    int32_t seq[] = {cafe[0], cafe[1], cafe[2]};
+    llm_detokenize(bert, seq, 3, LLM_DETOK_STRIP_SPACE, &b);
+    CHECK(b.len == 12 && memcmp(b.data, "cafe , world", 12) == 0);
+    llm_buf_free(&b);
+#undef ID
+}
+
+/* Byte-level BPE details: invalid UTF-8 becomes U+FFFD; streaming holds back partial characters. */
+static void test_bpe_details(const llm_vocab *gpt2)
+{
+    int32_t *ids;
+    size_t n;
+    llm_err err;
+    CHECK(llm_tokenize(gpt2, "a\xff" "b", 3, false, false, &ids, &n, &err) == 0);
+    llm_buf b = {0};
+    llm_detokenize(gpt2, ids, n, 0, &b);
+    CHECK(b.len == 5 && memcmp(b.data, "a\xef\xbf\xbd" "b", 5) == 0);
+    llm_buf_free(&b);
+    free(ids);
+
+    /* 🦙 and 日本 spelled by byte-level tokens: every push emits only whole characters */
+    const char *text = "x\xf0\x9f\xa6\x99\xe6\x97\xa5\xe6\x9c\xac";
+    CHECK(llm_tokenize(gpt2, text, strlen(text), false, false, &ids, &n, &err) == 0);
+    CHECK(n >= 3);
+    llm_detok d;
+    llm_detok_init(&d, gpt2, 0);
+    llm_buf out = {0};
+    bool whole_chars = true;
+    for (size_t i = 0; i < n; i++) {
+        llm_detok_push(&d, ids[i], &out);
+        /* the output so far must end on a character boundary of the text */
+        size_t k = out.len;
+        whole_chars &= k == strlen(text) || (((unsigned char)text[k] & 0xC0) != 0x80);
+    }
+    CHECK(whole_chars);
+    CHECK_EQ_INT(llm_detok_flush(&d, &out), 0);
+    CHECK(out.len == strlen(text) && memcmp(out.data, text, out.len) == 0);
+    llm_buf_free(&out);
+    free(ids);
+
+    /* token_to_piece follows snprintf: the full length even when cap is short */
+    int32_t hello = llm_vocab_find(gpt2, "\xc4\xa0Hello", 7); /* "ĠHello" */
+    CHECK(hello >= 0);
+    char small[3];
+    CHECK_EQ_INT(llm_token_to_piece(gpt2, hello, small, sizeof small, false), 6);
+    CHECK(memcmp(small, " He", 3) == 0);
+}
+
+/* A tokenizer file built from the gpt-2 vocabulary with an unknown tokenizer.ggml.pre: loads
+ * with a warning and uses the gpt-2 regex, so it reproduces gpt-2's reference ids. Also a
+ * token_type array of the wrong length is rejected by name. */
+static void test_rebuilt_vocab(const char *dir)
+{
+    char src[1024];
+    snprintf(src, sizeof src, "%s/models/vocab/ggml-vocab-gpt-2.gguf", dir);
+    llm_map m;
+    gguf_file f;
+    llm_err err;
+    if (llm_map_open(&m, src, NULL, &err) || gguf_parse(&f, src, m.base, m.size, &err)) {
+        CHECK_MSG(0, "%s", err.msg);
+        return;
+    }
+    for (int variant = 0; variant < 2; variant++) {
+        char path[] = "/tmp/llmap-test-tok-XXXXXX";
+        int fd = mkstemp(path);
+        CHECK(fd >= 0);
+        if (fd < 0)
+            break;
+        close(fd);
+        gguf_writer *w = gguf_writer_new(32);
+        for (uint64_t i = 0; i < f.n_kv; i++) {
+            const gguf_kv *kv = &f.kv[i];
+            if (!strcmp(kv->key, "tokenizer.ggml.pre"))
+                gguf_w_str(w, kv->key, "no-such-pre-tokenizer");
+            else if (variant == 1 && !strcmp(kv->key, "tokenizer.ggml.token_type")) {
+                int32_t t[3] = {1, 1, 1};
+                gguf_w_arr(w, kv->key, GGUF_I32, t, 3);
+            } else
+                gguf_w_copy_kv(w, kv);
+        }
+        CHECK(gguf_writer_write(w, path, NULL, NULL, &err) == 0);
+        gguf_writer_free(w);
+        llm_vocab *v = load_vocab_quiet(path, &err);
+        if (variant == 0) {
+            CHECK_MSG(v != NULL, "unknown pre-tokenizer still loads: %s", v ? "" : err.msg);
+            if (v) {
+                CHECK_EQ_STR(llm_vocab_pre(v), "no-such-pre-tokenizer");
+                /* " Hello World" in gpt-2: 18435 2159 (.out line of that case) */
+                int32_t want[] = {18435, 2159};
+                check_ids(v, " Hello World", 12, want, 2, "fallback regex tokenizes like gpt-2");
+            }
+        } else {
+            CHECK(v == NULL);
+            CHECK_CONTAINS(err.msg, "tokenizer.ggml.token_type");
+        }
+        llm_vocab_free(v);
+        unlink(path);
+    }
+    gguf_free(&f);
+    llm_map_close(&m);
+}
+
 static void test_bad_file(void)
 {
     char path[] = "/tmp/llmap-test-tok-XXXXXX";
@@ -423,6 +594,9 @@ int main(void)
     if (spm && gpt2 && bert) {
         test_streaming(spm);
         test_special(spm, gpt2);
+        test_wordpiece(bert);
+        test_bpe_details(gpt2);
+        test_rebuilt_vocab(SHARED);
         test_bounded_time("spm", spm, true);
         test_bounded_time("bpe", gpt2, false);
         test_bounded_time("wpm", bert, false);
