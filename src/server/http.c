@@ -25,6 +25,7 @@ struct llmap_server {
     char *host, *models_dir;  /* owned copies behind opts */
     struct MHD_Daemon *mhd;
     registry *reg;
+    meta_cache *metas;
     atomic_bool stopping;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -73,6 +74,7 @@ void server_opts_default(server_opts *o)
 }
 
 registry *server_registry(llmap_server *s) { return s->reg; }
+meta_cache *server_metas(llmap_server *s) { return s->metas; }
 const server_opts *server_options(const llmap_server *s) { return &s->opts; }
 const atomic_bool *server_stopping(const llmap_server *s) { return &s->stopping; }
 int server_port(const llmap_server *s) { return s->port; }
@@ -337,7 +339,8 @@ int server_start(const server_opts *o, llmap_server **out, llm_err *err)
     atomic_init(&s->next_id, 1);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
-    s->reg = registry_new(&s->opts, &s->stopping);
+    s->metas = meta_cache_new();
+    s->reg = registry_new(&s->opts, &s->stopping, s->metas);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (v6)
         flags |= MHD_USE_IPv6;
@@ -375,6 +378,7 @@ void server_stop(llmap_server *s)
         pthread_cond_wait(&s->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
     registry_free(s->reg);
+    meta_cache_free(s->metas);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s->host);

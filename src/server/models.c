@@ -13,6 +13,7 @@
  */
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,7 +140,7 @@ static uint32_t arch_u32(const gguf_file *f, const char *arch, const char *key)
     return v;
 }
 
-int model_meta_read(const char *path, const char *canonical, model_meta *m, llm_err *err)
+static int meta_parse(const char *path, const char *canonical, model_meta *m, llm_err *err)
 {
     memset(m, 0, sizeof *m);
     llm_map map;
@@ -177,6 +178,95 @@ int model_meta_read(const char *path, const char *canonical, model_meta *m, llm_
     return 0;
 }
 
+/* ---- metadata cache ---------------------------------------------------------------------- */
+
+#define META_CACHE_MAX 256
+
+typedef struct meta_entry {
+    model_meta m;
+    uint64_t size;
+    struct timespec mtime;
+} meta_entry;
+
+struct meta_cache {
+    pthread_mutex_t mu;
+    meta_entry *v;
+    size_t n, cap;
+};
+
+meta_cache *meta_cache_new(void)
+{
+    meta_cache *c = llm_xcalloc(1, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    return c;
+}
+
+void meta_cache_free(meta_cache *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n; i++)
+        model_meta_free(&c->v[i].m);
+    free(c->v);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+static char *dup_or_null(const char *s) { return s ? llm_xstrdup(s) : NULL; }
+
+static void meta_copy(model_meta *dst, const model_meta *src, const char *canonical)
+{
+    *dst = *src;
+    dst->name = llm_xstrdup(canonical);
+    dst->path = dup_or_null(src->path);
+    dst->arch = dup_or_null(src->arch);
+    dst->general_name = dup_or_null(src->general_name);
+    dst->quant = dup_or_null(src->quant);
+    dst->chat_template = dup_or_null(src->chat_template);
+    dst->digest = dup_or_null(src->digest);
+}
+
+int model_meta_read(meta_cache *c, const char *path, const char *canonical, model_meta *m, llm_err *err)
+{
+    struct stat st;
+    if (!c || stat(path, &st))
+        return meta_parse(path, canonical, m, err);
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->n; i++) {
+        meta_entry *e = &c->v[i];
+        if (!strcmp(e->m.path, path) && e->size == (uint64_t)st.st_size && e->mtime.tv_sec == st.st_mtim.tv_sec &&
+            e->mtime.tv_nsec == st.st_mtim.tv_nsec) {
+            meta_copy(m, &e->m, canonical);
+            pthread_mutex_unlock(&c->mu);
+            return 0;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (meta_parse(path, canonical, m, err))
+        return -1;
+    pthread_mutex_lock(&c->mu);
+    size_t slot = c->n;
+    for (size_t i = 0; i < c->n; i++) /* a changed file replaces its old entry */
+        if (!strcmp(c->v[i].m.path, path))
+            slot = i;
+    if (slot == c->n && c->n == META_CACHE_MAX)
+        slot = (size_t)st.st_ino % META_CACHE_MAX; /* full: overwrite some entry */
+    if (slot == c->n) {
+        if (c->n == c->cap) {
+            c->cap = c->cap ? 2 * c->cap : 16;
+            c->v = llm_xrealloc(c->v, c->cap * sizeof *c->v);
+        }
+        c->n++;
+    } else {
+        model_meta_free(&c->v[slot].m);
+    }
+    meta_copy(&c->v[slot].m, m, canonical);
+    c->v[slot].size = (uint64_t)st.st_size;
+    c->v[slot].mtime = st.st_mtim;
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
 void model_meta_free(model_meta *m)
 {
     free(m->name);
@@ -210,7 +300,7 @@ static void push_meta(model_meta **out, size_t *n, size_t *cap, const model_meta
     (*out)[(*n)++] = *m;
 }
 
-static int list_store(model_meta **out, size_t *n, llm_err *err)
+static int list_store(meta_cache *c, model_meta **out, size_t *n, llm_err *err)
 {
     llm_store *st;
     if (llm_store_open(&st, NULL, err))
@@ -225,7 +315,7 @@ static int list_store(model_meta **out, size_t *n, llm_err *err)
         char *path = llm_store_blob_path(st, l.items[i].digest);
         model_meta m;
         llm_err e2;
-        if (!model_meta_read(path, l.items[i].name, &m, &e2)) {
+        if (!model_meta_read(c, path, l.items[i].name, &m, &e2)) {
             m.digest = llm_xstrdup(l.items[i].digest);
             push_meta(out, n, &cap, &m);
         }
@@ -236,7 +326,7 @@ static int list_store(model_meta **out, size_t *n, llm_err *err)
     return 0;
 }
 
-static int list_dir(const char *dir, model_meta **out, size_t *n)
+static int list_dir(meta_cache *c, const char *dir, model_meta **out, size_t *n)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -252,7 +342,7 @@ static int list_dir(const char *dir, model_meta **out, size_t *n)
         snprintf(canon, sizeof canon, "%.*s:latest", (int)(len - 5), e->d_name);
         model_meta m;
         llm_err e2;
-        if (model_meta_read(path, canon, &m, &e2))
+        if (model_meta_read(c, path, canon, &m, &e2))
             continue; /* not a readable GGUF: not a model we can serve */
         push_meta(out, n, &cap, &m);
     }
@@ -260,11 +350,11 @@ static int list_dir(const char *dir, model_meta **out, size_t *n)
     return 0;
 }
 
-int models_list(const server_opts *o, model_meta **out, size_t *n, llm_err *err)
+int models_list(const server_opts *o, meta_cache *c, model_meta **out, size_t *n, llm_err *err)
 {
     *out = NULL;
     *n = 0;
-    int rc = o->models_dir ? list_dir(o->models_dir, out, n) : list_store(out, n, err);
+    int rc = o->models_dir ? list_dir(c, o->models_dir, out, n) : list_store(c, out, n, err);
     if (*n)
         qsort(*out, *n, sizeof **out, meta_cmp);
     return rc;

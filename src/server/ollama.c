@@ -302,7 +302,7 @@ int ollama_tags(llmap_server *s, struct MHD_Connection *c, const char *url, cJSO
     model_meta *v;
     size_t n;
     llm_err err;
-    if (models_list(server_options(s), &v, &n, &err))
+    if (models_list(server_options(s), server_metas(s), &v, &n, &err))
         return reply_error(c, false, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", err.msg);
     cJSON *o = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(o, "models");
@@ -333,7 +333,7 @@ int ollama_show(llmap_server *s, struct MHD_Connection *c, const char *url, cJSO
     if (models_resolve(server_options(s), name, &path, &canon, &status, &err))
         return reply_error(c, false, (unsigned)status, "%s", err.msg);
     model_meta m;
-    int rc = model_meta_read(path, canon, &m, &err);
+    int rc = model_meta_read(server_metas(s), path, canon, &m, &err);
     free(path);
     free(canon);
     if (rc)

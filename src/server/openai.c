@@ -178,7 +178,7 @@ int openai_models(llmap_server *s, struct MHD_Connection *c, const char *url, cJ
         if (models_resolve(server_options(s), id, &path, &canon, &status, &err))
             return reply_error(c, true, (unsigned)status, "%s", err.msg);
         model_meta m;
-        int rc = model_meta_read(path, canon, &m, &err);
+        int rc = model_meta_read(server_metas(s), path, canon, &m, &err);
         free(path);
         free(canon);
         if (rc)
@@ -190,7 +190,7 @@ int openai_models(llmap_server *s, struct MHD_Connection *c, const char *url, cJ
     model_meta *v;
     size_t n;
     llm_err err;
-    if (models_list(server_options(s), &v, &n, &err))
+    if (models_list(server_options(s), server_metas(s), &v, &n, &err))
         return reply_error(c, true, MHD_HTTP_INTERNAL_SERVER_ERROR, "%s", err.msg);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "object", "list");

@@ -41,6 +41,7 @@ struct srv_model {
 struct registry {
     const server_opts *opts;
     const atomic_bool *stopping;
+    meta_cache *metas;
     pthread_mutex_t mu;
     pthread_cond_t cv;      /* loads finished, slots freed, reaper wake-ups */
     srv_model *models;
@@ -127,9 +128,10 @@ static void *reaper_main(void *arg)
     return NULL;
 }
 
-registry *registry_new(const server_opts *o, const atomic_bool *stopping)
+registry *registry_new(const server_opts *o, const atomic_bool *stopping, meta_cache *metas)
 {
     registry *r = llm_xcalloc(1, sizeof *r);
+    r->metas = metas;
     r->opts = o;
     r->stopping = stopping;
     pthread_mutex_init(&r->mu, NULL);
@@ -406,7 +408,7 @@ cJSON *registry_ps_json(registry *r)
         row *w = &rows[i];
         model_meta meta;
         llm_err err;
-        bool have_meta = !model_meta_read(w->path, w->name, &meta, &err);
+        bool have_meta = !model_meta_read(r->metas, w->path, w->name, &meta, &err);
         cJSON *o = cJSON_CreateObject();
         char when[64];
         format_time_rfc3339(when, sizeof when, &w->expires);

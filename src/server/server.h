@@ -71,11 +71,17 @@ typedef struct model_meta {
  * unknown names give 404. On success *path and *canonical are malloc'd. */
 int models_resolve(const server_opts *o, const char *name, char **path, char **canonical, int *status,
                    llm_err *err);
-/* Reads the GGUF metadata of a file (mapped, not loaded). */
-int model_meta_read(const char *path, const char *canonical, model_meta *m, llm_err *err);
+/* Parsed metadata by file (path, size, mtime): parsing a GGUF header with its vocabulary on
+ * every /api/tags poll costs far more than answering it. Thread-safe. */
+typedef struct meta_cache meta_cache;
+meta_cache *meta_cache_new(void);
+void meta_cache_free(meta_cache *c);
+/* Reads the GGUF metadata of a file (mapped, not loaded), or a copy of the cached result
+ * while the file is unchanged (cache may be NULL). */
+int model_meta_read(meta_cache *c, const char *path, const char *canonical, model_meta *m, llm_err *err);
 void model_meta_free(model_meta *m);
-/* Every model of the directory, sorted by name; *out is malloc'd (model_metas_free). */
-int models_list(const server_opts *o, model_meta **out, size_t *n, llm_err *err);
+/* Every model of the store or directory, sorted by name; *out is malloc'd (model_metas_free). */
+int models_list(const server_opts *o, meta_cache *c, model_meta **out, size_t *n, llm_err *err);
 void model_metas_free(model_meta *v, size_t n);
 /* Bytes of the file's tensor data in the page cache now. */
 uint64_t model_file_resident(const char *path);
@@ -88,7 +94,7 @@ typedef struct registry registry;
 typedef struct srv_model srv_model;
 typedef struct srv_slot srv_slot;
 
-registry *registry_new(const server_opts *o, const atomic_bool *stopping);
+registry *registry_new(const server_opts *o, const atomic_bool *stopping, meta_cache *metas);
 void registry_free(registry *r);
 /* Returns the loaded model (loading it if needed) with a reference held; *load_seconds is
  * the time spent getting it ready. -1 with *status (404, 400 or 500) and err on failure. */
@@ -136,6 +142,7 @@ int gen_respond(llmap_server *s, struct MHD_Connection *c, srv_model *m, double 
 /* ---- HTTP helpers (http.c) ------------------------------------------------------------------ */
 
 registry *server_registry(llmap_server *s);
+meta_cache *server_metas(llmap_server *s);
 const server_opts *server_options(const llmap_server *s);
 const atomic_bool *server_stopping(const llmap_server *s);
 /* Counts producer threads so server_stop can wait for them. */
