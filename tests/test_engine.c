@@ -459,6 +459,50 @@ static void test_load_errors(const char *shared)
     free(bytes);
 }
 
+/* The model file is truncated while mapped: the next forward pass reads missing pages, and
+ * the generation fails with an error naming the file instead of dying of SIGBUS. */
+static void test_truncated_while_mapped(const char *shared)
+{
+    char src[4096], dst[64], err[1024] = "";
+    snprintf(src, sizeof src, "%s/models/tiny-llama-q8_0.gguf", shared);
+    snprintf(dst, sizeof dst, "/tmp/llmap-test-engine-trunc-%d.gguf", (int)getpid());
+    size_t len;
+    char *bytes = slurp(src, &len);
+    FILE *f = fopen(dst, "wb");
+    if (!bytes || !f || fwrite(bytes, 1, len, f) != len) {
+        CHECK_MSG(0, "cannot copy %s to %s", src, dst);
+        if (f)
+            fclose(f);
+        free(bytes);
+        return;
+    }
+    fclose(f);
+    free(bytes);
+    llmap_load_opts lo;
+    llmap_load_opts_default(&lo);
+    lo.mode = LLMAP_LOAD_MMAP;
+    lo.n_threads = 1;
+    llmap_model *m = NULL;
+    llmap_session *s = NULL;
+    CHECK(llmap_model_load(dst, &lo, &m, err, sizeof err) == 0);
+    if (m)
+        CHECK(llmap_session_new(m, NULL, &s, err, sizeof err) == 0);
+    if (s) {
+        llmap_sampling sp;
+        greedy(&sp, 4);
+        CHECK(llmap_generate(s, "Hello", &sp, NULL, NULL, NULL, err, sizeof err) == 0);
+        CHECK(truncate(dst, 4096) == 0);
+        collect c = {0};
+        llmap_stats st;
+        CHECK(generate(s, "Hello, again", &sp, &c, &st, err) == -1);
+        CHECK_CONTAINS(err, dst);
+        llm_buf_free(&c.text);
+    }
+    llmap_session_free(s);
+    llmap_model_free(m);
+    unlink(dst);
+}
+
 int main(void)
 {
     const char *shared = shared_dir();
@@ -503,5 +547,6 @@ int main(void)
     }
     llmap_model_free(m);
     test_load_errors(shared);
+    test_truncated_while_mapped(shared);
     TEST_END("engine");
 }
