@@ -492,6 +492,30 @@ static void test_rebuilt_vocab(const char *dir)
     llm_map_close(&m);
 }
 
+/* Phi-3's chat markers swallow the whitespace after them (llama.cpp sets RSTRIP on its special
+ * tokens by model name), and the text after a special token gets SentencePiece's "▁" prefix. */
+static void test_phi3_strip(const char *dir)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/vocab/ggml-vocab-phi-3.gguf", dir);
+    llm_vocab *v = load_vocab(path);
+    CHECK(v != NULL);
+    if (!v)
+        return;
+    int32_t user = llm_vocab_find(v, "<|user|>", 8), end = llm_vocab_find(v, "<|end|>", 7);
+    int32_t hello = llm_vocab_find(v, "\xe2\x96\x81Hello", 8);
+    CHECK(user >= 0 && end >= 0 && hello >= 0);
+    const char *text = "<|user|>\n  Hello<|end|>\n";
+    int32_t *ids;
+    size_t n;
+    llm_err err;
+    CHECK(llm_tokenize(v, text, strlen(text), false, true, &ids, &n, &err) == 0);
+    CHECK_MSG(n == 3 && ids[0] == user && ids[1] == hello && ids[2] == end,
+              "phi-3: <|user|>\\n  Hello<|end|>\\n -> <|user|> \u2581Hello <|end|> (got %zu tokens)", n);
+    free(ids);
+    llm_vocab_free(v);
+}
+
 static void test_bad_file(void)
 {
     char path[] = "/tmp/llmap-test-tok-XXXXXX";
@@ -597,6 +621,7 @@ int main(void)
         test_wordpiece(bert);
         test_bpe_details(gpt2);
         test_rebuilt_vocab(SHARED);
+        test_phi3_strip(SHARED);
         test_bounded_time("spm", spm, true);
         test_bounded_time("bpe", gpt2, false);
         test_bounded_time("wpm", bert, false);

@@ -13,6 +13,8 @@
 #include "text/text.h"
 
 #define TOK_MAX_REGEX 8
+#define TOK_LSTRIP 1
+#define TOK_RSTRIP 2
 
 /* One BPE merge: the pair (left id, right id) becomes result id, earlier ranks first. */
 typedef struct tok_merge {
@@ -30,6 +32,7 @@ struct llm_vocab {
     uint32_t *len;     /* token id -> text length */
     float *score;
     uint8_t *type;     /* llm_token_type */
+    uint8_t *strip;    /* TOK_LSTRIP / TOK_RSTRIP: whitespace a matched special token swallows */
     bool *eog;
     size_t max_token_len;
 

@@ -347,6 +347,37 @@ static int load_kind(llm_vocab *v, const gguf_file *f, llm_err *err)
     return rc;
 }
 
+/* Special tokens that swallow neighbouring whitespace when matched in text, set by model name
+ * as llama.cpp does (its GGUF files carry no per-token strip flags): Phi-3's chat markers eat
+ * the whitespace after them (HF added tokens with rstrip=True). */
+static void set_strip_flags(llm_vocab *v, const gguf_file *f)
+{
+    v->strip = llm_xcalloc((size_t)v->n, 1);
+    char *name = gguf_find(f, "general.name") ? gguf_get_str(f, "general.name", NULL) : NULL;
+    if (!name)
+        return;
+    for (char *p = name; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    if (strstr(name, "phi-3") || strstr(name, "phi3")) {
+        for (int32_t id = 0; id < v->n; id++) {
+            uint8_t t = v->type[id];
+            if (t == LLM_TOKEN_CONTROL || t == LLM_TOKEN_USER_DEFINED || t == LLM_TOKEN_UNKNOWN)
+                v->strip[id] = TOK_RSTRIP;
+        }
+        static const char *const keep[] = {"<unk>", "<s>", "<|endoftext|>"};
+        for (size_t k = 0; k < sizeof keep / sizeof *keep; k++) {
+            int32_t id = tok_find(v, keep[k], strlen(keep[k]));
+            if (id >= 0)
+                v->strip[id] = 0;
+        }
+        int32_t eos = tok_find(v, "</s>", 4);
+        if (eos >= 0)
+            v->strip[eos] = TOK_RSTRIP;
+    }
+    free(name);
+}
+
 static int load_specials(llm_vocab *v, const gguf_file *f, llm_err *err)
 {
     if (v->kind == LLM_VOCAB_WPM && read_id(v, f, "tokenizer.ggml.cls_token_id", &v->bos, err))
@@ -383,6 +414,7 @@ int llm_vocab_load(const gguf_file *f, llm_vocab **out, llm_err *err)
     }
     find_eog(v);
     collect_specials(v);
+    set_strip_flags(v, f);
     *out = v;
     return 0;
 fail:
@@ -401,6 +433,7 @@ void llm_vocab_free(llm_vocab *v)
     free(v->len);
     free(v->score);
     free(v->type);
+    free(v->strip);
     free(v->eog);
     free(v->slot);
     free(v->merges);
@@ -477,6 +510,11 @@ static void frag_push(frag_list *l, size_t off, size_t len, int32_t id)
     l->d[l->n++] = (fragment){off, len, id};
 }
 
+static bool is_ascii_space(char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
 static bool special_active(const llm_vocab *v, size_t k, bool parse_special)
 {
     return parse_special || v->type[v->specials[k]] == LLM_TOKEN_USER_DEFINED;
@@ -534,11 +572,17 @@ static void partition(const llm_vocab *v, const char *text, size_t len, bool par
                 const char *hit = memmem(text + pos, end - pos, tt, tl);
                 if (!hit)
                     break;
-                size_t at = (size_t)(hit - text);
-                if (at > pos)
-                    frag_push(&tmp, pos, at - pos, -1);
+                size_t at = (size_t)(hit - text), gap_end = at;
+                if (v->strip[id] & TOK_LSTRIP)
+                    while (gap_end > pos && is_ascii_space(text[gap_end - 1]))
+                        gap_end--;
+                if (gap_end > pos)
+                    frag_push(&tmp, pos, gap_end - pos, -1);
                 frag_push(&tmp, at, tl, id);
                 pos = at + tl;
+                if (v->strip[id] & TOK_RSTRIP)
+                    while (pos < end && is_ascii_space(text[pos]))
+                        pos++;
                 any = true;
             }
             if (pos < end)
