@@ -185,7 +185,8 @@ __attribute__((noreturn, format(printf, 3, 4))) static void fail_at(jj *J, uint3
 
 static void charge(jj *J, size_t bytes);
 
-static void *jalloc(jj *J, size_t n)
+/* Arena memory, not zeroed: for bytes about to be overwritten (strings, buffers). */
+static void *jalloc_raw(jj *J, size_t n)
 {
     charge(J, n);
     n = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
@@ -205,6 +206,13 @@ static void *jalloc(jj *J, size_t n)
     size_t head = (sizeof(chunk) + ALIGN - 1) & ~(size_t)(ALIGN - 1);
     void *p = (char *)c + head + c->used;
     c->used += n;
+    return p;
+}
+
+/* Arena memory, zeroed: for structures. */
+static void *jalloc(jj *J, size_t n)
+{
+    void *p = jalloc_raw(J, n);
     memset(p, 0, n);
     return p;
 }
@@ -247,7 +255,7 @@ static void leave(jj *J) { J->depth--; }
 
 static const jstr *mkstr(jj *J, const char *s, size_t n)
 {
-    jstr *r = jalloc(J, sizeof(jstr) + n + 1);
+    jstr *r = jalloc_raw(J, sizeof(jstr) + n + 1);
     r->len = n;
     if (n)
         memcpy(r->s, s, n);
@@ -273,7 +281,7 @@ static void sb_grow(jj *J, sbuf *b, size_t add)
             fail_at(J, NOPOS, "string too large");
         cap *= 2;
     }
-    char *p = jalloc(J, cap);
+    char *p = jalloc_raw(J, cap);
     if (b->len)
         memcpy(p, b->p, b->len);
     b->p = p, b->cap = cap;
@@ -1529,7 +1537,7 @@ static jv repeat(jj *J, const jv *seq, int64_t times, uint32_t off)
         uint64_t total;
         if (!llm_mul_ok(seq->u.s->len, (uint64_t)times, &total) || total > J->max_output)
             fail_at(J, off, "string repetition too large");
-        jstr *r = jalloc(J, sizeof(jstr) + (size_t)total + 1);
+        jstr *r = jalloc_raw(J, sizeof(jstr) + (size_t)total + 1);
         r->len = (size_t)total;
         for (int64_t i = 0; i < times; i++) memcpy(r->s + (size_t)i * seq->u.s->len, seq->u.s->s, seq->u.s->len);
         r->s[total] = 0;
