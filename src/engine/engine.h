@@ -38,6 +38,7 @@ struct llmap_session {
     llm_sampler *sampler;
     llm_stopper stopper;
     llm_buf piece;        /* detokenizer output for one token */
+    llm_thrash thrash;    /* paging watch over generated tokens (warns once) */
 };
 
 /* Tokens of prompt as llmap_generate evaluates them: special tokens parsed, BOS prepended

@@ -284,6 +284,18 @@ static void mem_delta(llmap_stats *st, const llm_mem_sample *a, const llm_mem_sa
     st->read_bytes = b->read_bytes - a->read_bytes;
 }
 
+/* Paging watch: one generated token's fault and I/O deltas; warns once per session when
+ * generation is disk-bound (src/mem/thrash.c decides). */
+static void watch_paging(llmap_session *s, const llm_mem_sample *a, const llm_mem_sample *b)
+{
+    if (s->model->m.stream)
+        return; /* streaming reads from disk by design; its speed is what fit predicted */
+    if (!s->thrash.bytes_per_token)
+        llm_thrash_init(&s->thrash, s->model->m.weight_bytes, 0);
+    if (llm_thrash_observe(&s->thrash, b->major_faults - a->major_faults, b->read_bytes - a->read_bytes, b->t - a->t))
+        fprintf(stderr, "llmap: %s\n", s->thrash.message);
+}
+
 int llmap_generate(llmap_session *s, const char *prompt, const llmap_sampling *sp, llmap_text_cb cb, void *user,
                    llmap_stats *stats, char *err, size_t errlen)
 {
@@ -363,8 +375,12 @@ int llmap_generate(llmap_session *s, const char *prompt, const llmap_sampling *s
             reason = "length";
             break;
         }
+        llm_mem_sample ta, tb;
+        llm_mem_sample_now(&ta);
         if (eval(s, &tok, 1, &e))
             goto done_gen;
+        llm_mem_sample_now(&tb);
+        watch_paging(s, &ta, &tb);
     }
     if (strcmp(reason, "cancel") && !s->stopper.stopped)
         flush_text(s, &dt, &es);
