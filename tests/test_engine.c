@@ -356,7 +356,7 @@ static void *thread_main(void *p)
     greedy(&sp, j->r->n_sure);
     collect c = {0};
     llmap_stats st;
-    for (int round = 0; round < 3 && !j->rc; round++) {
+    for (int round = 0; round < 2 && !j->rc; round++) {
         llmap_session_reset(s);
         llm_buf_free(&c.text);
         j->rc = generate(s, j->r->prompt, &sp, &c, &st, err);
