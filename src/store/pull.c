@@ -376,8 +376,8 @@ static int download(const char *url, const char *partial, uint64_t expect_size, 
         result = llm_errf(err, "%s: HTTP %ld%s%.*s", url, code, f.errbody.len ? ": " : "",
                           (int)(f.errbody.len > 200 ? 200 : f.errbody.len), f.errbody.data ? f.errbody.data : "");
     else if (rc != CURLE_OK)
-        result = llm_errf(err, "%s: %s (the partial download is kept; pull again to resume)", url,
-                          curl_easy_strerror(rc));
+        result = llm_errf(err, "%s: %s%s", url, curl_easy_strerror(rc),
+                          f.offset > 0 ? " (the partial download is kept; pull again to resume)" : "");
     if (result == 0 && fsync(fd) != 0)
         result = llm_errf(err, "%s: fsync: %s", partial, strerror(errno));
     if (result == 0) {

@@ -99,4 +99,18 @@ check "list empty" test -z "$("$BIN" list | awk 'NR > 1')"
 out=$(LLMAP_HOST=127.0.0.1:9 "$BIN" ps 2>&1); rc=$?
 check "ps without a server exits 0" test "$rc" -eq 0
 check "ps says no server running" grep -q "no server running" <<<"$out"
+# ps against a stand-in server: a static /api/ps in Ollama's response shape.
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=$(command -v python3)
+mkdir -p "$T/srv/api"
+printf '{"models":[{"name":"qwen:tiny","model":"qwen:tiny","size":18658560,"digest":"%s","expires_at":"2026-01-01T00:05:00Z"}]}' \
+    "$SUM" > "$T/srv/api/ps"
+PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$PY" -m http.server "$PORT" --bind 127.0.0.1 --directory "$T/srv" >/dev/null 2>&1 &
+SRV=$!
+trap 'kill $SRV 2>/dev/null; wait 2>/dev/null; rm -rf "$T"' EXIT
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
+out=$(LLMAP_HOST=127.0.0.1:$PORT "$BIN" ps)
+check "ps lists the loaded model" grep -qE "^qwen:tiny +18.7 MB +2026-01-01T00:05:00Z" <<<"$out"
+check "ps --json passes the response through" grep -q '"expires_at"' <<<"$(LLMAP_HOST=http://127.0.0.1:$PORT "$BIN" ps --json)"
 finish
