@@ -134,6 +134,15 @@ T send-keys -t chat '/show parameters' Enter
 check 'wait_for chat "temperature +0.7"' "/show parameters shows the new temperature"
 T send-keys -t chat '/set temperature warm' Enter
 check 'wait_for chat "temperature wants a number"' "a bad /set value is refused with a reason"
+T send-keys -t chat '/set verbose' Enter
+check 'wait_for chat "Set .verbose. mode"' "/set verbose"
+n=$(prompts chat)
+T send-keys -t chat 'And another thing' Enter
+check 'wait_prompt chat $((n + 1)) && wait_for chat "^prompt eval: +[0-9]+ tokens \([1-9][0-9]+ cached\)"' \
+    "the next turn reuses the conversation cached from the earlier turns"
+check 'wait_for chat "^generation: +4 tokens"' "/set num_predict applies to the next answer"
+T send-keys -t chat '/set quiet' Enter
+check 'wait_for chat "Set .quiet. mode"' "/set quiet"
 T send-keys -t chat '/frobnicate' Enter
 check 'wait_for chat "Unknown command ./frobnicate."' "an unknown command is reported"
 T send-keys -t chat '/clear' Enter
