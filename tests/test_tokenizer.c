@@ -438,9 +438,11 @@ static void test_bpe_details(const llm_vocab *gpt2)
     CHECK(memcmp(small, " He", 3) == 0);
 }
 
-/* A tokenizer file built from the gpt-2 vocabulary with an unknown tokenizer.ggml.pre: loads
- * with a warning and uses the gpt-2 regex, so it reproduces gpt-2's reference ids. Also a
- * token_type array of the wrong length is rejected by name. */
+/* Tokenizer files rebuilt from the gpt-2 vocabulary with another tokenizer.ggml.pre exercise
+ * every pre-tokenizer regex (the shared data has no qwen2/llama3 vocabulary). How "12345" is
+ * cut follows from each regex by hand: \p{N} (qwen2, deepseek-coder, starcoder) gives single
+ * digits, \p{N}{1,3} (llama3) and [0-9]{3} (falcon, default) give "123" "45". An unknown name
+ * falls back to the gpt-2 regex; a token_type array of the wrong length is rejected by name. */
 static void test_rebuilt_vocab(const char *dir)
 {
     char src[1024];
@@ -452,7 +454,15 @@ static void test_rebuilt_vocab(const char *dir)
         CHECK_MSG(0, "%s", err.msg);
         return;
     }
-    for (int variant = 0; variant < 2; variant++) {
+    static const struct {
+        const char *pre;
+        int digits; /* 1: single digits, 3: groups of three, 0: not checked */
+    } VARIANTS[] = {{"no-such-pre-tokenizer", 0}, {"qwen2", 1}, {"deepseek-coder", 1}, {"starcoder", 1},
+                    {"llama3", 3}, {"falcon", 3}, {"default", 3}, {"deepseek-llm", 0}, {"mpt", 0},
+                    {"refact", 1}, {NULL, 0}};
+    for (int k = 0; k < (int)(sizeof VARIANTS / sizeof *VARIANTS); k++) {
+        bool break_types = VARIANTS[k].pre == NULL;
+        const char *pre = break_types ? "gpt-2" : VARIANTS[k].pre;
         char path[] = "/tmp/llmap-test-tok-XXXXXX";
         int fd = mkstemp(path);
         CHECK(fd >= 0);
@@ -463,8 +473,8 @@ static void test_rebuilt_vocab(const char *dir)
         for (uint64_t i = 0; i < f.n_kv; i++) {
             const gguf_kv *kv = &f.kv[i];
             if (!strcmp(kv->key, "tokenizer.ggml.pre"))
-                gguf_w_str(w, kv->key, "no-such-pre-tokenizer");
-            else if (variant == 1 && !strcmp(kv->key, "tokenizer.ggml.token_type")) {
+                gguf_w_str(w, kv->key, pre);
+            else if (break_types && !strcmp(kv->key, "tokenizer.ggml.token_type")) {
                 int32_t t[3] = {1, 1, 1};
                 gguf_w_arr(w, kv->key, GGUF_I32, t, 3);
             } else
@@ -473,20 +483,42 @@ static void test_rebuilt_vocab(const char *dir)
         CHECK(gguf_writer_write(w, path, NULL, NULL, &err) == 0);
         gguf_writer_free(w);
         llm_vocab *v = load_vocab_quiet(path, &err);
-        if (variant == 0) {
-            CHECK_MSG(v != NULL, "unknown pre-tokenizer still loads: %s", v ? "" : err.msg);
-            if (v) {
-                CHECK_EQ_STR(llm_vocab_pre(v), "no-such-pre-tokenizer");
-                /* " Hello World" in gpt-2: 18435 2159 (.out line of that case) */
-                int32_t want[] = {18435, 2159};
-                check_ids(v, " Hello World", 12, want, 2, "fallback regex tokenizes like gpt-2");
-            }
-        } else {
+        unlink(path);
+        if (break_types) {
             CHECK(v == NULL);
             CHECK_CONTAINS(err.msg, "tokenizer.ggml.token_type");
+            continue;
         }
+        CHECK_MSG(v != NULL, "pre '%s' loads: %s", pre, v ? "" : err.msg);
+        if (!v)
+            continue;
+        CHECK_EQ_STR(llm_vocab_pre(v), pre);
+        if (k == 0) {
+            /* " Hello World" in gpt-2: 18435 2159 (.out line of that case) */
+            int32_t want[] = {18435, 2159};
+            check_ids(v, " Hello World", 12, want, 2, "fallback regex tokenizes like gpt-2");
+        }
+        if (VARIANTS[k].digits == 1) {
+            int32_t want[5];
+            for (int d = 0; d < 5; d++)
+                want[d] = llm_vocab_find(v, &"12345"[d], 1);
+            check_ids(v, "12345", 5, want, 5, pre);
+        } else if (VARIANTS[k].digits == 3) {
+            int32_t want[2] = {llm_vocab_find(v, "123", 3), llm_vocab_find(v, "45", 2)};
+            CHECK(want[0] >= 0 && want[1] >= 0);
+            check_ids(v, "12345", 5, want, 2, pre);
+        }
+        /* byte-level BPE is lossless on valid UTF-8 whatever the pre-tokenizer */
+        const char *text = "Hello,  world!\n\n  12345 \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e don't \xf0\x9f\xa6\x99\t";
+        int32_t *ids;
+        size_t n;
+        CHECK(llm_tokenize(v, text, strlen(text), false, false, &ids, &n, &err) == 0);
+        llm_buf b = {0};
+        llm_detokenize(v, ids, n, 0, &b);
+        CHECK_MSG(b.len == strlen(text) && memcmp(b.data, text, b.len) == 0, "pre '%s': round trip", pre);
+        llm_buf_free(&b);
+        free(ids);
         llm_vocab_free(v);
-        unlink(path);
     }
     gguf_free(&f);
     llm_map_close(&m);
