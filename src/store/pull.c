@@ -267,6 +267,8 @@ typedef struct file_sink {
     progress *prog;
     llm_buf errbody;   /* body of an error response, for the message */
     int write_error;
+    uint64_t limit;    /* expected size (0: unknown): a server sending more is cut off */
+    int too_long;
 } file_sink;
 
 /* The first bytes decide what the response is: 206 continues the partial file, 200 means the
@@ -290,6 +292,10 @@ static size_t file_write(char *p, size_t sz, size_t n, void *ud)
         if (f->errbody.len < 512)
             llm_buf_append(&f->errbody, p, len < 512 ? len : 512);
         return len;
+    }
+    if (f->limit && f->offset + len > f->limit) {
+        f->too_long = 1;
+        return 0;
     }
     for (size_t done = 0; done < len;) {
         ssize_t w = pwrite(f->fd, p + done, len - done, (off_t)f->offset);
@@ -350,7 +356,7 @@ static int download(const char *url, const char *partial, uint64_t expect_size, 
         close(fd);
         return llm_errf(err, "cannot start libcurl");
     }
-    file_sink f = {.fd = fd, .offset = have, .curl = c, .prog = &prog};
+    file_sink f = {.fd = fd, .offset = have, .curl = c, .prog = &prog, .limit = expect_size};
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, file_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &f);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
@@ -368,7 +374,13 @@ static int download(const char *url, const char *partial, uint64_t expect_size, 
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     curl_easy_cleanup(c);
     int result = 0;
-    if (f.write_error)
+    if (f.too_long) {
+        /* Nothing of it can be trusted; an empty file is removed below. */
+        int trunc_rc = ftruncate(fd, 0);
+        (void)trunc_rc;
+        result = llm_errf(err, "%s: the server sent more than the expected %llu bytes: rejected", url,
+                          (unsigned long long)expect_size);
+    } else if (f.write_error)
         result = llm_errf(err, "%s: write: %s", partial, strerror(f.write_error));
     else if (code == 416 && have > 0)
         result = 0; /* the partial file already holds everything the server has */

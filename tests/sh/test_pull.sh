@@ -82,6 +82,29 @@ check "truncated GGUF message" grep -q "rejected" <<<"$err"
 err=$("$BIN" pull "$URL/absent.gguf" absent --quiet 2>&1); rc=$?
 check "404 fails" test "$rc" -ne 0
 check "404 message" grep -q "HTTP 404" <<<"$err"
+# A registry whose blob does not match the digest its manifest names (static files served by
+# http.server in the registry's URL layout): the download is rejected.
+CSUM=$(sha "$T/srv/corrupt.gguf")
+mkdir -p "$T/srv/v2/library/liar/manifests" "$T/srv/v2/library/liar/blobs"
+cp "$T/srv/tiny.gguf" "$T/srv/v2/library/liar/blobs/sha256:$CSUM"
+printf '{"schemaVersion":2,"layers":[{"mediaType":"application/vnd.ollama.image.model","digest":"sha256:%s","size":%d}]}' \
+    "$CSUM" "$SIZE" > "$T/srv/v2/library/liar/manifests/latest"
+err=$("$BIN" pull "$URL/library/liar" --quiet 2>&1); rc=$?
+check "registry blob with the wrong digest fails" test "$rc" -ne 0
+check "registry digest mismatch message ($err)" grep -q "sha256 mismatch" <<<"$err"
+printf '{"schemaVersion":2,"layers":[{"mediaType":"application/vnd.ollama.image.model","digest":"sha256:%s","size":%d}]}' \
+    "$CSUM" $((SIZE + 1)) > "$T/srv/v2/library/liar/manifests/big"
+err=$("$BIN" pull "$URL/library/liar:big" --quiet 2>&1); rc=$?
+check "registry blob of the wrong size fails ($err)" test "$rc" -ne 0
+printf '{"schemaVersion":2,"layers":[{"mediaType":"application/vnd.ollama.image.model","digest":"sha256:%s","size":%d}]}' \
+    "$CSUM" $((SIZE - 1)) > "$T/srv/v2/library/liar/manifests/small"
+err=$("$BIN" pull "$URL/library/liar:small" --quiet 2>&1); rc=$?
+check "registry blob longer than announced is cut off" test "$rc" -ne 0
+check "cut-off message ($err)" grep -q "more than the expected" <<<"$err"
+# Progress: without a terminal, plain lines; the last one reports the whole file.
+err=$("$BIN" pull "$URL/tiny.gguf" progress 2>&1 >/dev/null)
+check "plain progress line with the total ($err)" grep -qE "^progress:latest: 11.7 MB/11.7 MB \(100%\)" <<<"$err"
+"$BIN" rm progress >/dev/null
 names=$("$BIN" list | awk 'NR > 1 {print $1}' | sort | tr '\n' ' ' | sed 's/ $//')
 check "only verified models listed ($names)" test "$names" = "good2:latest good:latest tiny:latest"
 check "no partial files left after rejections" test -z "$(ls -A "$LLMAP_HOME/tmp")"
