@@ -30,6 +30,7 @@ typedef struct llm_kbench_opts {
     int reps;             /* best of */
     int max_threads;      /* thread counts 1..max_threads are measured (powers of two and max) */
     const char *types;    /* comma-separated type names; NULL: every type the kernels support */
+    int batch;            /* > 0: also time a prompt-style batch of this many tokens (G MAC/s) */
     FILE *out;
 } llm_kbench_opts;
 

@@ -60,6 +60,36 @@ static double time_matvec(llm_pool *pool, const llm_kernels *k, const llm_matrix
     return best;
 }
 
+/* Best multiply-accumulates per second (1e9) of a batch of n_tok tokens against the first rows
+ * of W (a few thousand rows keep one measurement short): with the batch tiling the weights are
+ * reused from cache, so this is the compute ceiling prompt processing runs at. */
+static double time_batch(llm_pool *pool, const llm_kernels *k, const llm_matrix *W, int64_t n_tok, int reps)
+{
+    llm_matrix B = *W;
+    if (B.rows > 4096)
+        B.rows = 4096;
+    float *x = llm_xmalloc(sizeof(float) * (size_t)(n_tok * B.cols));
+    float *y = llm_xmalloc(sizeof(float) * (size_t)(n_tok * B.rows));
+    size_t sn = llm_matmul_scratch(&B, n_tok);
+    void *scratch = sn ? llm_xmalloc(sn) : NULL;
+    uint64_t s = 11;
+    for (int64_t i = 0; i < n_tok * B.cols; i++)
+        x[i] = (float)((double)(next_rand(&s) >> 11) * 0x1.0p-53 - 0.5);
+    llm_matmul(pool, k, &B, x, n_tok, y, scratch);
+    double best = 0;
+    for (int r = 0; r < reps; r++) {
+        double t0 = llm_now();
+        llm_matmul(pool, k, &B, x, n_tok, y, scratch);
+        double g = (double)B.rows * (double)B.cols * (double)n_tok / (llm_now() - t0) / 1e9;
+        if (g > best)
+            best = g;
+    }
+    free(scratch);
+    free(y);
+    free(x);
+    return best;
+}
+
 static int parse_types(const char *list, llm_type *out, int max, llm_err *err)
 {
     int n = 0;
@@ -110,6 +140,8 @@ int llm_bench_kernels(const llm_kbench_opts *o, llm_err *err)
     fprintf(o->out, "\n\n%-6s %8s", "type", "MiB");
     for (int i = 0; i < n_thr; i++)
         fprintf(o->out, "   %dT GB/s  ratio", thr[i]);
+    if (o->batch > 0)
+        fprintf(o->out, "   batch %d, %dT GMAC/s", o->batch, thr[n_thr - 1]);
     fputc('\n', o->out);
     fflush(o->out);
 
@@ -142,6 +174,8 @@ int llm_bench_kernels(const llm_kbench_opts *o, llm_err *err)
             fprintf(o->out, "   %7.1f  %5.2f", g, bw[i] > 0 ? g / bw[i] : 0.0);
             fflush(o->out);
         }
+        if (o->batch > 0)
+            fprintf(o->out, "   %10.1f", time_batch(pools[n_thr - 1], k, &W, o->batch, o->reps));
         fputc('\n', o->out);
         free(scratch);
         free(y);

@@ -29,7 +29,7 @@ static const bench_kind BENCHES[] = {
 };
 
 static const char USAGE[] =
-    "llmap bench kernels [-t THREADS] [--types q4_0,q8_0,...] [--mib N] [--reps N]\n"
+    "llmap bench kernels [-t THREADS] [--types q4_0,q8_0,...] [--mib N] [--reps N] [--batch TOKENS]\n"
     "       llmap bench tokenize | MODEL.gguf   (when built in)";
 
 static int bench_kernels(int argc, char **argv)
@@ -37,13 +37,14 @@ static int bench_kernels(int argc, char **argv)
     static const struct option opts[] = {
         {"threads", required_argument, 0, 't'}, {"types", required_argument, 0, 'T'},
         {"mib", required_argument, 0, 'm'},     {"reps", required_argument, 0, 'r'},
+        {"batch", required_argument, 0, 'b'},
         {"help", no_argument, 0, 'h'},          {0},
     };
     llm_kbench_opts o = {.weight_bytes = 256u << 20, .bw_bytes = 512u << 20, .cols = 4096, .reps = 5,
                          .max_threads = 2, .out = stdout};
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "t:T:m:r:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:T:m:r:b:h", opts, NULL)) != -1) {
         if (c == 't')
             o.max_threads = atoi(optarg);
         else if (c == 'T')
@@ -52,13 +53,15 @@ static int bench_kernels(int argc, char **argv)
             o.weight_bytes = (size_t)atoll(optarg) << 20;
         else if (c == 'r')
             o.reps = atoi(optarg);
+        else if (c == 'b')
+            o.batch = atoi(optarg);
         else if (c == 'h') {
             printf("usage: %s\n", USAGE);
             return 0;
         } else
             return cli_usage(USAGE);
     }
-    if (optind != argc || o.max_threads < 1 || o.max_threads > 64 || o.reps < 1 || o.weight_bytes < (1u << 20))
+    if (optind != argc || o.max_threads < 1 || o.max_threads > 64 || o.reps < 1 || o.batch < 0 || o.batch > 4096 || o.weight_bytes < (1u << 20))
         return cli_usage(USAGE);
     llm_err err;
     if (llm_bench_kernels(&o, &err))
