@@ -94,6 +94,8 @@ int llm_store_open(llm_store **out, const char *root, llm_err *err)
     }
     char *lock = path_join(r, "lock");
     s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (s->lock_fd < 0 && (errno == EACCES || errno == EROFS))
+        s->lock_fd = open(lock, O_RDONLY | O_CLOEXEC); /* a read-only store can still be read */
     free(lock);
     if (s->lock_fd < 0) {
         llm_errf(err, "model store %s: cannot open lock file: %s", r, strerror(errno));
