@@ -13,6 +13,8 @@
  *    stop strings, and documents the context rules (prompt too long = error; a full context
  *    ends generation, or is shifted when context_shift is set).
  *  - llmap_session_opts gains n_batch (0: 512); llmap_session_history (tokens in the cache).
+ *  - llmap_session_cancel: stop a running generation from another thread or a signal handler
+ *    (also during a long prompt, which is evaluated n_batch tokens at a time).
  */
 #ifndef LLMAP_H
 #define LLMAP_H
@@ -83,6 +85,10 @@ int llmap_session_new(llmap_model *m, const llmap_session_opts *opts, llmap_sess
 void llmap_session_free(llmap_session *s);
 /* Forgets the conversation (KV cache). */
 void llmap_session_reset(llmap_session *s);
+/* Asks the llmap_generate running on s to stop at the next token or prompt batch (done_reason
+ * "cancel"). Safe to call from another thread or a signal handler. Each llmap_generate starts
+ * uncancelled, so a cancel that arrives while none is running has no effect. */
+void llmap_session_cancel(llmap_session *s);
 /* The tokens in the session's cache (prompt and answer so far), valid until the next call. */
 const int32_t *llmap_session_history(const llmap_session *s, size_t *n);
 

@@ -97,6 +97,21 @@ static int collect_cb(void *user, const char *text, size_t len)
     return c->cancel_after && c->calls >= c->cancel_after;
 }
 
+typedef struct cancel_job {
+    llmap_session *s;
+    int calls, after;
+} cancel_job;
+
+static int cancel_cb(void *user, const char *text, size_t len)
+{
+    (void)text;
+    (void)len;
+    cancel_job *j = user;
+    if (++j->calls == j->after)
+        llmap_session_cancel(j->s);
+    return 0;
+}
+
 static void greedy(llmap_sampling *sp, int num_predict)
 {
     llmap_sampling_default(sp);
@@ -240,6 +255,33 @@ static void test_limits_and_stops(llmap_model *m, const reference *r)
     CHECK_EQ_INT(c.calls, 2);
     CHECK(st.gen_tokens >= 2 && st.gen_tokens < 20);
     c.cancel_after = 0;
+    llm_buf_free(&c.text);
+
+    /* llmap_session_cancel from the callback (as a signal handler or another thread would):
+     * generation stops before the next token; a cancel between calls does not carry over. */
+    cancel_job cj = {.s = s, .after = 3};
+    greedy(&sp, 20);
+    CHECK(llmap_generate(s, r->prompt, &sp, cancel_cb, &cj, &st, err, sizeof err) == 0);
+    CHECK_EQ_STR(st.done_reason, "cancel");
+    CHECK_EQ_INT(st.gen_tokens, 3);
+    llmap_session_cancel(s);
+    greedy(&sp, 2);
+    CHECK(generate(s, r->prompt, &sp, &c, &st, err) == 0);
+    CHECK_EQ_STR(st.done_reason, "length");
+    llm_buf_free(&c.text);
+    llmap_session_free(s);
+
+    /* The prompt evaluated 2 tokens at a time (so a cancel can land between batches) gives
+     * the reference answer; a cancel before the call is forgotten. */
+    llmap_session_opts sb = {.n_batch = 2};
+    CHECK(llmap_session_new(m, &sb, &s, err, sizeof err) == 0);
+    llmap_session_cancel(s);
+    greedy(&sp, 6);
+    CHECK(generate(s, r->prompt, &sp, &c, &st, err) == 0);
+    CHECK_EQ_STR(st.done_reason, "length");
+    char *want6 = ref_text(m, r->greedy, 6);
+    CHECK_EQ_STR(c.text.data, want6);
+    free(want6);
     llm_buf_free(&c.text);
     llmap_session_free(s);
 

@@ -9,7 +9,8 @@
  * Every turn re-renders the whole conversation with the model's chat template; the session's
  * prefix cache makes that cost only the new tokens. Ctrl-C reaches the generation through a
  * flag set by the SIGINT handler (the one piece of process-global state here, as a signal
- * handler can only talk through one) and read by the token callback.
+ * handler can only talk through one) and read by the token callback; the handler also cancels
+ * the session directly, which stops a long prompt evaluation before any text appears.
  */
 #include <errno.h>
 #include <signal.h>
@@ -28,11 +29,14 @@
 #include "util/util.h"
 
 static volatile sig_atomic_t g_interrupted;
+static llmap_session *g_session; /* set once, before the handler is installed */
 
 static void on_sigint(int sig)
 {
     (void)sig;
     g_interrupted = 1;
+    if (g_session)
+        llmap_session_cancel(g_session); /* an atomic store: async-signal-safe */
 }
 
 static const char USAGE[] =
@@ -667,6 +671,7 @@ int cmd_run(int argc, char **argv)
     }
     /* Ctrl-C stops an answer (the token callback reads the flag), not the program. No
      * SA_RESTART: it also interrupts the line editor so the prompt can say how to leave. */
+    g_session = s;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
@@ -683,6 +688,8 @@ int cmd_run(int argc, char **argv)
     else
         rc = interactive(m, s, &o);
 out:
+    signal(SIGINT, SIG_DFL);
+    g_session = NULL;
     llmap_session_free(s);
     llmap_model_free(m);
     free(path);

@@ -12,6 +12,8 @@
 #ifndef LLMAP_ENGINE_H
 #define LLMAP_ENGINE_H
 
+#include <stdatomic.h>
+
 #include "llmap.h"
 #include "model/model.h"
 #include "sample/sample.h"
@@ -30,8 +32,9 @@ struct llmap_model {
 struct llmap_session {
     llmap_model *model;
     llm_ctx *ctx;
-    int n_ctx;
+    int n_ctx, n_batch;
     bool context_shift;
+    atomic_int cancel;    /* llmap_session_cancel: checked between tokens and prompt batches */
     int32_t *hist;        /* hist[0..n_hist) are the tokens in the KV cache, in order */
     size_t n_hist, cap_hist;
     float *logits;        /* n_vocab: the prediction after the last evaluated token */

@@ -74,7 +74,7 @@ int llmap_session_new(llmap_model *m, const llmap_session_opts *opts, llmap_sess
     llm_ctx_opts co;
     llm_ctx_opts_default(&co);
     co.n_ctx = n_ctx;
-    co.n_batch = opts->n_batch > 0 ? opts->n_batch : 512;
+    co.n_batch = s->n_batch = opts->n_batch > 0 ? opts->n_batch : 512;
     co.kv_f16 = opts->kv_f16;
     co.n_threads = m->opts.n_threads;
     s->ctx = llm_ctx_new(&m->m, &co, &e);
@@ -116,6 +116,11 @@ void llmap_session_reset(llmap_session *s)
 {
     llm_ctx_kv_truncate(s->ctx, 0);
     s->n_hist = 0;
+}
+
+void llmap_session_cancel(llmap_session *s)
+{
+    atomic_store(&s->cancel, 1);
 }
 
 const int32_t *llmap_session_history(const llmap_session *s, size_t *n)
@@ -180,12 +185,27 @@ static size_t reuse_prefix(llmap_session *s, const int32_t *ids, size_t n)
 }
 
 /* Evaluates ids[0..n) after the cache and records them in hist; logits = the last one's. */
-static int eval(llmap_session *s, const int32_t *ids, size_t n, llm_err *err)
+static int eval(llmap_session *s, const int32_t *ids, size_t n, float *logits, llm_err *err)
 {
-    if (llm_forward(s->ctx, ids, (int)n, s->logits, false, err))
+    if (llm_forward(s->ctx, ids, (int)n, logits, false, err))
         return -1;
     memcpy(s->hist + s->n_hist, ids, n * sizeof *ids);
     s->n_hist += n;
+    return 0;
+}
+
+/* The prompt, n_batch tokens at a time so that a cancel need not wait for all of it; what
+ * was evaluated stays cached. Returns 1 when cancelled. */
+static int eval_prompt(llmap_session *s, const int32_t *ids, size_t n, llm_err *err)
+{
+    for (size_t done = 0; done < n;) {
+        if (atomic_load(&s->cancel))
+            return 1;
+        size_t k = n - done < (size_t)s->n_batch ? n - done : (size_t)s->n_batch;
+        if (eval(s, ids + done, k, done + k == n ? s->logits : NULL, err))
+            return -1;
+        done += k;
+    }
     return 0;
 }
 
@@ -325,13 +345,20 @@ int llmap_generate(llmap_session *s, const char *prompt, const llmap_sampling *s
         llm_errf(&e, "the prompt is empty and the model adds no BOS token: nothing to continue from");
         goto done;
     }
+    atomic_store(&s->cancel, 0);
     size_t cached = reuse_prefix(s, ids, n);
     st->cached_tokens = (int)cached;
     st->prompt_tokens = (int)(n - cached);
-    if (eval(s, ids + cached, n - cached, &e))
-        goto done;
+    int pr = eval_prompt(s, ids + cached, n - cached, &e);
     t1 = llm_now();
     st->prompt_seconds = t1 - t0;
+    if (pr < 0)
+        goto done;
+    if (pr > 0) {
+        st->done_reason = "cancel";
+        rc = 0;
+        goto done;
+    }
 
     /* Answer: one token at a time. */
     setup_sampling(s, sp);
@@ -343,6 +370,10 @@ int llmap_generate(llmap_session *s, const char *prompt, const llmap_sampling *s
     while (!reason) {
         if (budget >= 0 && st->gen_tokens >= budget) {
             reason = "length";
+            break;
+        }
+        if (atomic_load(&s->cancel)) {
+            reason = "cancel";
             break;
         }
         int32_t tok = llm_sampler_sample(s->sampler, s->logits, s->hist, s->n_hist);
@@ -377,7 +408,7 @@ int llmap_generate(llmap_session *s, const char *prompt, const llmap_sampling *s
         }
         llm_mem_sample ta, tb;
         llm_mem_sample_now(&ta);
-        if (eval(s, &tok, 1, &e))
+        if (eval(s, &tok, 1, s->logits, &e))
             goto done_gen;
         llm_mem_sample_now(&tb);
         watch_paging(s, &ta, &tb);
