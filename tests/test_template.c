@@ -708,6 +708,10 @@ static void test_constructs(void)
                 "{{ messages | map(attribute='role') | join(',') }}", "1system,assistantsystem,user,assistant");
     check_jinja("{{ [1, 0, 2] | select | list }}{{ ['a', 'B'] | map('upper') | join }}{{ [3, 1, 3] | unique | list }}"
                 "{{ [1, 2] | reverse | list }}", "[1, 2]AB[3, 1][2, 1]");
+    check_jinja("{{ [3, 1, 2] | sort }}{{ ['b', 'a'] | sort(reverse=true) }}{{ messages | sort(attribute='role') | "
+                "map(attribute='role') | join(',') }}|{{ [1, 2, 3] | sum }}{{ [4, 2, 8] | min }}{{ [4, 2, 8] | max }}|"
+                "{% for k, v in {'b': 1, 'a': 2} | dictsort %}{{ k }}{{ v }}{% endfor %}",
+                "[1, 2, 3]['b', 'a']assistant,system,user|628|a2b1");
     check_jinja("{{ {'a': [1, 2.5, 'x\"y\\n', none, true], 'b': {}} | tojson }}",
                 "{\"a\": [1, 2.5, \"x\\\"y\\n\", null, true], \"b\": {}}");
     check_jinja("{{ [1, {'k': 'vé'}] | tojson(indent=2) }}", "[\n  1,\n  {\n    \"k\": \"vé\"\n  }\n]");
@@ -783,6 +787,13 @@ static void test_limits(void)
     check_error("{% for i in range(100) %}{{ 'x' * 1000000 }}{% endfor %}", "rendered text longer than", NULL);
     check_error("{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
                 "{% endfor %}", "memory", NULL);
+    /* structures nested (or made cyclic) at run time are refused too */
+    check_error("{% set l = [1] %}{% set _ = l.append(l) %}{{ l }}", "nests too deeply", NULL);
+    check_error("{% set l = [1] %}{% set _ = l.append(l) %}{{ l == l }}", "nests too deeply", NULL);
+    check_error("{% set ns = namespace(l=[]) %}{% for i in range(5000) %}{% set ns.l = [ns.l] %}{% endfor %}"
+                "{{ ns.l | tojson }}", "nests too deeply", NULL);
+    check_error("{% set ns = namespace(a=[], b=[]) %}{% for i in range(5000) %}{% set ns.a = [ns.a] %}"
+                "{% set ns.b = [ns.b] %}{% endfor %}{{ ns.a < ns.b }}", "nests too deeply", NULL);
     /* deep nesting is refused before it can exhaust the stack */
     size_t depth = 20000;
     char *t = malloc(2 * depth + 16);

@@ -328,12 +328,12 @@ static void list_push(jj *J, jlist *l, jv v)
 static jv vlist(jlist *l) { return (jv){.t = JV_LIST, .u.l = l}; }
 static jv vdict(jdict *d) { return (jv){.t = JV_DICT, .u.d = d}; }
 
-static int jv_eq(const jv *a, const jv *b);
+static int jv_eq(jj *J, const jv *a, const jv *b);
 
-static jv *dict_find(jdict *d, const jv *k)
+static jv *dict_find(jj *J, jdict *d, const jv *k)
 {
     for (size_t i = 0; i < d->n; i++)
-        if (jv_eq(&d->k[i], k))
+        if (jv_eq(J, &d->k[i], k))
             return &d->v[i];
     return NULL;
 }
@@ -349,7 +349,7 @@ static jv *dict_find_str(jdict *d, const char *k)
 
 static void dict_set(jj *J, jdict *d, jv k, jv v)
 {
-    jv *slot = dict_find(d, &k);
+    jv *slot = dict_find(J, d, &k);
     if (slot) {
         *slot = v;
         return;
@@ -428,6 +428,7 @@ static void repr_str(jj *J, sbuf *b, const jstr *s)
 static void to_str_into(jj *J, sbuf *b, const jv *v, int repr)
 {
     char num[64];
+    enter(J, NOPOS);
     switch (v->t) {
     case JV_UNDEF: break;
     case JV_NONE: sb_puts(J, b, "None"); break;
@@ -458,6 +459,7 @@ static void to_str_into(jj *J, sbuf *b, const jv *v, int repr)
         break;
     default: sb_puts(J, b, "<"); sb_puts(J, b, type_name(v->t)); sb_puts(J, b, ">"); break;
     }
+    leave(J);
 }
 
 static const jstr *to_str(jj *J, const jv *v)
@@ -535,7 +537,21 @@ static void to_json(jj *J, sbuf *b, const jv *v, int indent, int level, uint32_t
     leave(J);
 }
 
-static int jv_eq(const jv *a, const jv *b)
+static void enter(jj *J, uint32_t off);
+static void leave(jj *J);
+
+static int jv_eq_in(jj *J, const jv *a, const jv *b);
+
+/* Deep equality; depth-guarded, since lists can nest (or contain themselves) at run time. */
+static int jv_eq(jj *J, const jv *a, const jv *b)
+{
+    enter(J, NOPOS);
+    int r = jv_eq_in(J, a, b);
+    leave(J);
+    return r;
+}
+
+static int jv_eq_in(jj *J, const jv *a, const jv *b)
 {
     if ((a->t == JV_INT || a->t == JV_FLOAT || a->t == JV_BOOL) &&
         (b->t == JV_INT || b->t == JV_FLOAT || b->t == JV_BOOL)) {
@@ -555,13 +571,13 @@ static int jv_eq(const jv *a, const jv *b)
     case JV_LIST:
         if (a->u.l->n != b->u.l->n) return 0;
         for (size_t i = 0; i < a->u.l->n; i++)
-            if (!jv_eq(&a->u.l->v[i], &b->u.l->v[i])) return 0;
+            if (!jv_eq(J, &a->u.l->v[i], &b->u.l->v[i])) return 0;
         return 1;
     case JV_DICT: case JV_NS:
         if (a->u.d->n != b->u.d->n) return 0;
         for (size_t i = 0; i < a->u.d->n; i++) {
-            jv *o = dict_find(b->u.d, &a->u.d->k[i]);
-            if (!o || !jv_eq(&a->u.d->v[i], o)) return 0;
+            jv *o = dict_find(J, b->u.d, &a->u.d->k[i]);
+            if (!o || !jv_eq(J, &a->u.d->v[i], o)) return 0;
         }
         return 1;
     case JV_LOOP: return a->u.loop == b->u.loop;
@@ -1485,8 +1501,8 @@ static int compare(jj *J, int op, const jv *a, const jv *b, uint32_t off)
     if (a->t == JV_STR) charge(J, a->u.s->len);
     if (b->t == JV_STR) charge(J, b->u.s->len);
     switch (op) {
-    case OP_EQ: return jv_eq(a, b);
-    case OP_NE: return !jv_eq(a, b);
+    case OP_EQ: return jv_eq(J, a, b);
+    case OP_NE: return !jv_eq(J, a, b);
     case OP_IN: case OP_NOTIN: {
         int r = 0;
         if (b->t == JV_STR) {
@@ -1495,10 +1511,10 @@ static int compare(jj *J, int op, const jv *a, const jv *b, uint32_t off)
         } else if (b->t == JV_LIST) {
             for (size_t i = 0; i < b->u.l->n && !r; i++) {
                 charge(J, a->t == JV_STR ? a->u.s->len : 0);
-                r = jv_eq(a, &b->u.l->v[i]);
+                r = jv_eq(J, a, &b->u.l->v[i]);
             }
         } else if (b->t == JV_DICT || b->t == JV_NS) {
-            r = dict_find(b->u.d, a) != NULL;
+            r = dict_find(J, b->u.d, a) != NULL;
         } else if (b->t == JV_UNDEF || b->t == JV_NONE) {
             fail_at(J, off, "'in': right operand is %s", type_name(b->t));
         } else
@@ -1520,6 +1536,16 @@ static int compare(jj *J, int op, const jv *a, const jv *b, uint32_t off)
         size_t m = a->u.s->len < b->u.s->len ? a->u.s->len : b->u.s->len;
         c = memcmp(a->u.s->s, b->u.s->s, m);
         if (!c) c = a->u.s->len < b->u.s->len ? -1 : a->u.s->len > b->u.s->len;
+    } else if (a->t == JV_LIST && b->t == JV_LIST) { /* lexicographic, as Python compares tuples */
+        c = 0;
+        size_t m = a->u.l->n < b->u.l->n ? a->u.l->n : b->u.l->n;
+        for (size_t i = 0; i < m && !c; i++) {
+            if (jv_eq(J, &a->u.l->v[i], &b->u.l->v[i])) continue;
+            enter(J, off);
+            c = compare(J, OP_LT, &a->u.l->v[i], &b->u.l->v[i], off) ? -1 : 1;
+            leave(J);
+        }
+        if (!c) c = a->u.l->n < b->u.l->n ? -1 : a->u.l->n > b->u.l->n;
     } else
         fail_at(J, off, "cannot order %s and %s", type_name(a->t), type_name(b->t));
     switch (op) {
@@ -1736,7 +1762,7 @@ static jv getitem(jj *J, jv obj, jv key, uint32_t off)
 {
     switch (obj.t) {
     case JV_DICT: case JV_NS: {
-        jv *v = dict_find(obj.u.d, &key);
+        jv *v = dict_find(J, obj.u.d, &key);
         if (v) return *v;
         if (key.t == JV_STR) return getattr(J, obj, key.u.s->s, off);
         return vundef(NULL);
@@ -2026,7 +2052,7 @@ static jv call_method(jj *J, jv self, const char *name, const args *a, uint32_t 
         if (!strcmp(name, "get")) {
             const jv *k = arg(a, 0, "key"), *d = arg(a, 1, "default");
             if (!k) fail_at(J, off, "get: missing argument");
-            jv *v = dict_find(self.u.d, k);
+            jv *v = dict_find(J, self.u.d, k);
             return v ? *v : d ? *d : vnone();
         }
     } else if (self.t == JV_LIST) {
@@ -2041,7 +2067,7 @@ static jv call_method(jj *J, jv self, const char *name, const args *a, uint32_t 
             if (!v) fail_at(J, off, "%s: missing argument", name);
             int64_t n = 0;
             for (size_t i = 0; i < self.u.l->n; i++)
-                if (jv_eq(&self.u.l->v[i], v)) {
+                if (jv_eq(J, &self.u.l->v[i], v)) {
                     if (name[0] == 'i') return vint((int64_t)i);
                     n++;
                 }
@@ -2096,9 +2122,46 @@ static int run_test(jj *J, const char *name, const jv *v, const args *a, uint32_
         }
     if (!strcmp(name, "sameas")) {
         if (!x) fail_at(J, off, "test 'sameas' needs an argument");
-        return v->t == x->t && jv_eq(v, x);
+        return v->t == x->t && jv_eq(J, v, x);
     }
     fail_at(J, off, "unknown test '%s'", name);
+}
+
+/* Stable merge sort of v[0..n) by key (the item, or its attribute), ascending. */
+typedef struct sort_ctx { jj *J; const char *attr; uint32_t off; } sort_ctx;
+
+static jv sort_key(const sort_ctx *c, const jv *x) { return c->attr ? getattr(c->J, *x, c->attr, c->off) : *x; }
+
+static int sort_less(const sort_ctx *c, const jv *x, const jv *y)
+{
+    jv kx = sort_key(c, x), ky = sort_key(c, y);
+    step(c->J, c->off);
+    return compare(c->J, OP_LT, &kx, &ky, c->off);
+}
+
+static void merge_sort(const sort_ctx *c, jv *v, jv *tmp, size_t n)
+{
+    if (n < 2) return;
+    size_t h = n / 2;
+    merge_sort(c, v, tmp, h);
+    merge_sort(c, v + h, tmp, n - h);
+    size_t i = 0, j = h, k = 0;
+    while (i < h && j < n) tmp[k++] = sort_less(c, &v[j], &v[i]) ? v[j++] : v[i++];
+    while (i < h) tmp[k++] = v[i++];
+    while (j < n) tmp[k++] = v[j++];
+    memcpy(v, tmp, n * sizeof(jv));
+}
+
+static jlist *sorted(jj *J, jlist *src, const char *attr, int reverse, uint32_t off)
+{
+    jlist *l = mklist(J, src->n);
+    for (size_t i = 0; i < src->n; i++) list_push(J, l, src->v[i]);
+    jv *tmp = jalloc(J, (l->n + 1) * sizeof(jv));
+    sort_ctx c = {J, attr, off};
+    merge_sort(&c, l->v, tmp, l->n);
+    if (reverse)
+        for (size_t i = 0; i < l->n / 2; i++) { jv t = l->v[i]; l->v[i] = l->v[l->n - 1 - i]; l->v[l->n - 1 - i] = t; }
+    return l;
 }
 
 static jv apply_filter(jj *J, const char *name, jv v, const args *a, uint32_t off);
@@ -2238,7 +2301,7 @@ static jv apply_filter(jj *J, const char *name, jv v, const args *a, uint32_t of
         jlist *src = iter_items(J, v, off), *l = mklist(J, 0);
         for (size_t i = 0; i < src->n; i++) {
             int seen = 0;
-            for (size_t k = 0; k < l->n && !seen; k++) { step(J, off); seen = jv_eq(&l->v[k], &src->v[i]); }
+            for (size_t k = 0; k < l->n && !seen; k++) { step(J, off); seen = jv_eq(J, &l->v[k], &src->v[i]); }
             if (!seen) list_push(J, l, src->v[i]);
         }
         return vlist(l);
@@ -2288,6 +2351,53 @@ static jv apply_filter(jj *J, const char *name, jv v, const args *a, uint32_t of
             line0 = 0;
         }
         return sb_val(J, &b);
+    }
+    if (!strcmp(name, "sort")) {
+        const jv *rev = arg(a, 0, "reverse"), *attr = arg(a, 2, "attribute");
+        return vlist(sorted(J, iter_items(J, v, off), attr && attr->t == JV_STR ? attr->u.s->s : NULL,
+                            rev && truthy(rev), off));
+    }
+    if (!strcmp(name, "dictsort")) {
+        if (v.t != JV_DICT && v.t != JV_NS) fail_at(J, off, "dictsort: expected a dict, got %s", type_name(v.t));
+        const jv *by = arg(a, 1, "by"), *rev = arg(a, 2, "reverse");
+        jv items = dict_items(J, v.u.d, 0);
+        jlist *l = sorted(J, items.u.l, NULL, 0, off);
+        if (by && by->t == JV_STR && !strcmp(by->u.s->s, "value")) {
+            /* sort the pairs by their second element */
+            jlist *vals = mklist(J, l->n);
+            for (size_t i = 0; i < l->n; i++) {
+                jdict *d = jalloc(J, sizeof *d);
+                dict_set_str(J, d, "k", l->v[i].u.l->v[1]);
+                dict_set_str(J, d, "p", l->v[i]);
+                list_push(J, vals, vdict(d));
+            }
+            jlist *s2 = sorted(J, vals, "k", 0, off);
+            for (size_t i = 0; i < s2->n; i++) l->v[i] = *dict_find_str(s2->v[i].u.d, "p");
+        }
+        if (rev && truthy(rev))
+            for (size_t i = 0; i < l->n / 2; i++) { jv t = l->v[i]; l->v[i] = l->v[l->n - 1 - i]; l->v[l->n - 1 - i] = t; }
+        return vlist(l);
+    }
+    if (!strcmp(name, "sum")) {
+        const jv *attr = arg(a, 0, "attribute"), *start = arg(a, 1, "start");
+        jlist *l = iter_items(J, v, off);
+        jv acc = start ? *start : vint(0);
+        for (size_t i = 0; i < l->n; i++) {
+            step(J, off);
+            jv x = attr && attr->t == JV_STR ? getattr(J, l->v[i], attr->u.s->s, off) : l->v[i];
+            acc = arith(J, OP_ADD, acc, x, off);
+        }
+        return acc;
+    }
+    if (!strcmp(name, "min") || !strcmp(name, "max")) {
+        const jv *attr = arg(a, 1, "attribute");
+        jlist *l = iter_items(J, v, off);
+        if (!l->n) return vundef(name);
+        sort_ctx c = {J, attr && attr->t == JV_STR ? attr->u.s->s : NULL, off};
+        jv best = l->v[0];
+        for (size_t i = 1; i < l->n; i++)
+            if (name[1] == 'i' ? sort_less(&c, &l->v[i], &best) : sort_less(&c, &best, &l->v[i])) best = l->v[i];
+        return best;
     }
     if (!strcmp(name, "wordcount")) {
         jv l = str_split(J, to_str(J, &v), NULL, -1);
