@@ -4,13 +4,18 @@
  * creation. Token generation issues hundreds of small jobs per token (each ~0.1 ms), so the
  * hand-off latency matters as much as the throughput.
  *
- * Protocol. A job is published by bumping `gen` (with fn/ctx stored before it); workers
- * notice the new generation, run fn(ctx, ith, nth), and decrement `pending`; the caller runs
- * its share as thread 0 and then waits for `pending` to reach zero. Both waits spin briefly
- * (the next job usually follows within microseconds) and then block on a condition variable,
- * so idle pools cost no CPU on a shared machine. The mutex is taken only to publish a
- * generation / report the last completion, which keeps wake-ups race-free: a waiter re-checks
- * its condition under the mutex before sleeping.
+ * Protocol. A job has slots 0..nth-1, one call fn(ctx, ith, nth) each. The caller runs slot 0,
+ * publishes the job by bumping `gen`, and the other slots are claimed from an atomic counter by
+ * whichever thread gets there first: normally each worker takes one, but when the caller is done
+ * with slot 0 it also claims whatever is still unclaimed. On a shared machine a worker may not
+ * be scheduled for milliseconds; without this the whole job (and the token) would wait for it.
+ * Every slot still runs exactly once, on one thread at a time, so per-slot scratch indexed by
+ * ith stays private; what fn must not do is wait for another slot to start (no barriers).
+ *
+ * Waiting spins briefly (the next job usually follows within microseconds) and then blocks on a
+ * condition variable, so an idle pool costs no CPU. The mutex is taken only to publish a
+ * generation and to report the last completion, which keeps wake-ups race-free: a waiter
+ * re-checks its condition under the mutex before sleeping.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -36,12 +41,13 @@ struct llm_pool {
 
     pthread_mutex_t mu;
     pthread_cond_t job_cv;  /* a new generation was published, or stop */
-    pthread_cond_t done_cv; /* pending reached zero */
+    pthread_cond_t done_cv; /* every slot of the job finished */
 
     void (*fn)(void *ctx, int ith, int nth);
     void *ctx;
-    atomic_uint gen;     /* job generation; bumped after fn/ctx are stored */
-    atomic_int pending;  /* workers still running the current job */
+    atomic_uint gen;       /* job generation; bumped after the job is set up */
+    atomic_int next_slot;  /* next unclaimed slot of the current job (>= n_threads: none left) */
+    atomic_int finished;   /* slots 1..n_threads-1 completed */
     atomic_bool stop;
 };
 
@@ -80,6 +86,24 @@ static unsigned wait_for_job(llm_pool *p, unsigned seen)
     return g;
 }
 
+/* Claims and runs slots of the current job until none is left. A claim made through the counter
+ * (acquire) sees the fn/ctx the caller stored before resetting it (release). */
+static void run_slots(llm_pool *p)
+{
+    const int n = p->n_threads;
+    for (;;) {
+        int slot = atomic_fetch_add_explicit(&p->next_slot, 1, memory_order_acq_rel);
+        if (slot >= n)
+            return;
+        p->fn(p->ctx, slot, n);
+        if (atomic_fetch_add_explicit(&p->finished, 1, memory_order_acq_rel) + 1 == n - 1) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done_cv);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -89,12 +113,7 @@ static void *worker_main(void *arg)
         seen = wait_for_job(p, seen);
         if (atomic_load_explicit(&p->stop, memory_order_acquire))
             return NULL;
-        p->fn(p->ctx, w->ith, p->n_threads);
-        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_signal(&p->done_cv);
-            pthread_mutex_unlock(&p->mu);
-        }
+        run_slots(p);
     }
 }
 
@@ -116,7 +135,8 @@ llm_pool *llm_pool_new(int n_threads)
     pthread_cond_init(&p->job_cv, NULL);
     pthread_cond_init(&p->done_cv, NULL);
     atomic_init(&p->gen, 0);
-    atomic_init(&p->pending, 0);
+    atomic_init(&p->next_slot, n_threads); /* no job: nothing to claim */
+    atomic_init(&p->finished, 0);
     atomic_init(&p->stop, false);
     p->workers = llm_xcalloc((size_t)n_threads, sizeof *p->workers);
     for (int i = 1; i < n_threads; i++) {
@@ -154,11 +174,12 @@ int llm_pool_threads(const llm_pool *p)
     return p ? p->n_threads : 1;
 }
 
-static void wait_for_workers(llm_pool *p)
+static void wait_for_slots(llm_pool *p)
 {
+    const int want = p->n_threads - 1;
     double deadline = 0;
     for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0)
+        if (atomic_load_explicit(&p->finished, memory_order_acquire) == want)
             return;
         cpu_relax();
         if ((i & 255) == 0) {
@@ -170,7 +191,7 @@ static void wait_for_workers(llm_pool *p)
         }
     }
     pthread_mutex_lock(&p->mu);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) != 0)
+    while (atomic_load_explicit(&p->finished, memory_order_acquire) != want)
         pthread_cond_wait(&p->done_cv, &p->mu);
     pthread_mutex_unlock(&p->mu);
 }
@@ -181,9 +202,12 @@ void llm_pool_run(llm_pool *p, void (*fn)(void *ctx, int ith, int nth), void *ct
         fn(ctx, 0, 1);
         return;
     }
+    /* The previous job is complete (every slot finished), so nobody reads fn/ctx now; a late
+     * worker can only be claiming from the exhausted counter. */
     p->fn = fn;
     p->ctx = ctx;
-    atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
+    atomic_store_explicit(&p->finished, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->next_slot, 1, memory_order_release);
     /* Publishing under the mutex pairs with the re-check in wait_for_job: a worker that is
      * about to sleep either sees the new generation or is already waiting for the signal. */
     pthread_mutex_lock(&p->mu);
@@ -191,5 +215,6 @@ void llm_pool_run(llm_pool *p, void (*fn)(void *ctx, int ith, int nth), void *ct
     pthread_cond_broadcast(&p->job_cv);
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->n_threads);
-    wait_for_workers(p);
+    run_slots(p); /* take over the slots of workers that have not shown up yet */
+    wait_for_slots(p);
 }
