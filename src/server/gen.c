@@ -60,6 +60,7 @@ void gen_req_free(gen_req *g)
 {
     free(g->model_name);
     free(g->prompt);
+    free(g->system_default);
     for (int i = 0; i < g->sp.n_stop; i++)
         free(g->stops[i]);
     free(g->stops);

@@ -116,6 +116,39 @@ int models_resolve(const server_opts *o, const char *name, char **path, char **c
     return 0;
 }
 
+void model_apply_defaults(const server_opts *o, const char *name, gen_req *g)
+{
+    llm_name n;
+    llm_store *st;
+    if (o->models_dir || llm_name_parse(name, &n, NULL) || llm_store_open(&st, NULL, NULL))
+        return;
+    llm_manifest man;
+    if (!llm_store_get(st, n.full, &man, NULL)) {
+        const llm_params *p = &man.params;
+        llmap_sampling *sp = &g->sp;
+        if (p->set & LLM_P_TEMPERATURE) sp->temperature = p->temperature;
+        if (p->set & LLM_P_TOP_K) sp->top_k = p->top_k;
+        if (p->set & LLM_P_TOP_P) sp->top_p = p->top_p;
+        if (p->set & LLM_P_MIN_P) sp->min_p = p->min_p;
+        if (p->set & LLM_P_REPEAT_PENALTY) sp->repeat_penalty = p->repeat_penalty;
+        if (p->set & LLM_P_SEED) sp->seed = p->seed;
+        if (p->set & LLM_P_NUM_CTX) g->n_ctx = p->num_ctx;
+        if (p->set & LLM_P_NUM_PREDICT) sp->num_predict = p->num_predict;
+        if (p->set & LLM_P_STOP) {
+            g->stops = llm_xrealloc(g->stops, (size_t)(sp->n_stop + p->n_stop) * sizeof *g->stops);
+            for (int i = 0; i < p->n_stop; i++)
+                g->stops[sp->n_stop++] = llm_xstrdup(p->stop[i]);
+            sp->stop = (const char *const *)g->stops;
+        }
+        if (man.system && *man.system) {
+            free(g->system_default);
+            g->system_default = llm_xstrdup(man.system);
+        }
+        llm_manifest_free(&man);
+    }
+    llm_store_close(st);
+}
+
 /* general.file_type (llama.cpp's LLAMA_FTYPE values) as Ollama's quantization_level. */
 static const char *ftype_name(uint32_t ft)
 {

@@ -52,10 +52,14 @@ static int parse_options(const cJSON *body, gen_req *g, llm_err *err)
 }
 
 /* Fields shared by /api/generate and /api/chat. */
-static int parse_common(const cJSON *body, gen_req *g, const char **model, llm_err *err)
+static int parse_common(const server_opts *o, const cJSON *body, gen_req *g, const char **model, llm_err *err)
 {
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(body, "format");
-    if (json_str(body, "model", NULL, model, err) || json_bool(body, "stream", NULL, &g->stream, err) ||
+    if (json_str(body, "model", NULL, model, err))
+        return -1;
+    if (*model) /* the model's own defaults first, so that the request's fields override them */
+        model_apply_defaults(o, *model, g);
+    if (json_bool(body, "stream", NULL, &g->stream, err) ||
         parse_keep_alive(cJSON_GetObjectItemCaseSensitive(body, "keep_alive"), &g->keep_alive, err) ||
         parse_options(body, g, err))
         return -1;
@@ -117,7 +121,18 @@ int render_chat(llmap_server *s, struct MHD_Connection *c, bool openai, srv_mode
 {
     char msg[512] = "";
     bool add_gen = n == 0 || strcmp(msgs[n - 1].role, "assistant");
-    if (llmap_chat_render(srv_model_engine(m), msgs, n, add_gen, &g->prompt, msg, sizeof msg)) {
+    /* The model's default system prompt, unless the conversation brings its own. */
+    llmap_chat_msg *with_sys = NULL;
+    if (g->system_default && n > 0 && strcmp(msgs[0].role, "system")) {
+        with_sys = llm_xmalloc((n + 1) * sizeof *with_sys);
+        with_sys[0] = (llmap_chat_msg){"system", g->system_default};
+        memcpy(with_sys + 1, msgs, n * sizeof *msgs);
+        msgs = with_sys;
+        n++;
+    }
+    int rc = llmap_chat_render(srv_model_engine(m), msgs, n, add_gen, &g->prompt, msg, sizeof msg);
+    free(with_sys);
+    if (rc) {
         g->prompt = NULL;
         registry_release(server_registry(s), m, g->keep_alive);
         *ret = reply_error(c, openai, MHD_HTTP_BAD_REQUEST, "cannot render the chat template: %s", msg);
@@ -136,7 +151,7 @@ int ollama_generate(llmap_server *s, struct MHD_Connection *c, const char *url, 
     bool raw = false;
     llm_err err;
     int ret;
-    if (parse_common(body, &g, &model, &err) || json_str(body, "prompt", NULL, &prompt, &err) ||
+    if (parse_common(server_options(s), body, &g, &model, &err) || json_str(body, "prompt", NULL, &prompt, &err) ||
         json_str(body, "system", NULL, &system, &err) || json_str(body, "suffix", NULL, &suffix, &err) ||
         json_str(body, "template", NULL, &tmpl, &err) || json_bool(body, "raw", NULL, &raw, &err)) {
         ret = BAD(c, "%s", err.msg);
@@ -162,6 +177,8 @@ int ollama_generate(llmap_server *s, struct MHD_Connection *c, const char *url, 
          * chat template renders the system + user turn. */
         llmap_chat_msg msgs[2];
         size_t n = 0;
+        if (!system)
+            system = g.system_default;
         if (system && *system)
             msgs[n++] = (llmap_chat_msg){"system", system};
         msgs[n++] = (llmap_chat_msg){"user", prompt};
@@ -256,7 +273,7 @@ int ollama_chat(llmap_server *s, struct MHD_Connection *c, const char *url, cJSO
     size_t n = 0;
     llm_err err;
     int ret;
-    if (parse_common(body, &g, &model, &err) || parse_messages(body, false, &msgs, &n, &owned, &err)) {
+    if (parse_common(server_options(s), body, &g, &model, &err) || parse_messages(body, false, &msgs, &n, &owned, &err)) {
         ret = BAD(c, "%s", err.msg);
         goto out;
     }

@@ -66,6 +66,14 @@ static int check_response_format(const cJSON *body, llm_err *err)
     return 0;
 }
 
+/* The model's stored defaults go first so the request's fields override them. Returns 0. */
+static int apply_defaults(llmap_server *s, const char *model, gen_req *g)
+{
+    if (model)
+        model_apply_defaults(server_options(s), model, g);
+    return 0;
+}
+
 int openai_chat(llmap_server *s, struct MHD_Connection *c, const char *url, cJSON *body, double t0)
 {
     (void)url;
@@ -79,7 +87,7 @@ int openai_chat(llmap_server *s, struct MHD_Connection *c, const char *url, cJSO
     size_t n = 0;
     llm_err err;
     int ret;
-    if (json_str(body, "model", NULL, &model, &err) || parse_sampling(body, &g, &err) ||
+    if (json_str(body, "model", NULL, &model, &err) || apply_defaults(s, model, &g) || parse_sampling(body, &g, &err) ||
         check_response_format(body, &err) || parse_messages(body, true, &msgs, &n, &owned, &err)) {
         ret = BAD(c, "%s", err.msg);
         goto out;
@@ -119,7 +127,7 @@ int openai_completions(llmap_server *s, struct MHD_Connection *c, const char *ur
     bool echo = false;
     llm_err err;
     int ret;
-    if (json_str(body, "model", NULL, &model, &err) || parse_sampling(body, &g, &err) ||
+    if (json_str(body, "model", NULL, &model, &err) || apply_defaults(s, model, &g) || parse_sampling(body, &g, &err) ||
         json_str(body, "suffix", NULL, &suffix, &err) || json_bool(body, "echo", NULL, &echo, &err)) {
         ret = BAD(c, "%s", err.msg);
         goto out;

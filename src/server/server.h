@@ -76,6 +76,11 @@ int models_resolve(const server_opts *o, const char *name, char **path, char **c
 typedef struct meta_cache meta_cache;
 meta_cache *meta_cache_new(void);
 void meta_cache_free(meta_cache *c);
+/* Store models carry defaults (Modelfile PARAMETER and SYSTEM lines): they are applied to g
+ * (sampling, num_ctx, stop strings, g->system_default) before the request's own fields, which
+ * override them. Directory models and unknown names have none. */
+struct gen_req;
+void model_apply_defaults(const server_opts *o, const char *name, struct gen_req *g);
 /* Reads the GGUF metadata of a file (mapped, not loaded), or a copy of the cached result
  * while the file is unchanged (cache may be NULL). */
 int model_meta_read(meta_cache *c, const char *path, const char *canonical, model_meta *m, llm_err *err);
@@ -127,6 +132,7 @@ typedef struct gen_req {
     char *prompt;            /* fully templated */
     llmap_sampling sp;
     char **stops;            /* owned copies behind sp.stop */
+    char *system_default;    /* the model's default system prompt (store manifest), or NULL */
     int n_ctx;
     double keep_alive;       /* seconds; < 0 forever */
     bool stream, include_usage;
