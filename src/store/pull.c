@@ -594,10 +594,15 @@ static int pull_registry(llm_store *s, const llm_pull_source *src, const llm_pul
         const cJSON *mt = cJSON_GetObjectItemCaseSensitive(l, "mediaType");
         if (!cJSON_IsString(mt))
             continue;
-        const char *t = mt->valuestring;
-        if (strncmp(t, "application/vnd.ollama.image.", 29) != 0)
+        if (strncmp(mt->valuestring, "application/vnd.ollama.image.", 29) != 0)
             continue;
-        t += 29;
+        /* The kind without media-type parameters ("template; name=x" is a template). */
+        char t[16];
+        size_t tl = strcspn(mt->valuestring + 29, "; \t");
+        if (tl >= sizeof t)
+            continue;
+        memcpy(t, mt->valuestring + 29, tl);
+        t[tl] = 0;
         layer ly;
         if (strcmp(t, "model") && strcmp(t, "template") && strcmp(t, "params") && strcmp(t, "system"))
             continue;

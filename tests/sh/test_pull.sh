@@ -225,7 +225,7 @@ cat > "$T/manifest.json" <<EOF
   {"mediaType":"application/vnd.ollama.image.model","digest":"$dm","size":$sm},
   {"mediaType":"application/vnd.ollama.image.template","digest":"$dt","size":$st},
   {"mediaType":"application/vnd.ollama.image.params","digest":"$dp","size":$sp},
-  {"mediaType":"application/vnd.ollama.image.system","digest":"$ds","size":$ss}]}
+  {"mediaType":"application/vnd.ollama.image.system; charset=utf-8","digest":"$ds","size":$ss}]}
 EOF
 code=$(curl -s -o "$T/put.out" -w '%{http_code}' -X PUT \
     -H 'Content-Type: application/vnd.docker.distribution.manifest.v2+json' \
