@@ -544,7 +544,7 @@ int cmd_ps(int argc, char **argv)
 
 int cmd_store(int argc, char **argv)
 {
-    static const char U[] = "llmap store check [--fix] | llmap store path";
+    static const char U[] = "llmap store check [--fix] [--json] | llmap store path";
     if (wants_help(argc, argv))
         return puts(U), 0;
     if (argc < 2)
@@ -566,10 +566,28 @@ int cmd_store(int argc, char **argv)
     llm_err err;
     int rc = llm_store_check(s, has_flag(argc, argv, "--fix"), &report, &problems, &err);
     llm_store_close(s);
-    if (report.len)
-        fputs(llm_buf_cstr(&report), stdout);
-    llm_buf_free(&report);
-    if (rc)
+    if (rc) {
+        llm_buf_free(&report);
         return cli_fail("store", "%s", err.msg);
+    }
+    if (has_flag(argc, argv, "--json")) {
+        /* One array element per report line; the last line is the summary. */
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "problems", problems);
+        cJSON *lines = cJSON_AddArrayToObject(o, "report");
+        for (char *line = report.data, *nl; line && *line; line = nl + 1) {
+            nl = strchr(line, '\n');
+            if (!nl) {
+                cJSON_AddItemToArray(lines, cJSON_CreateString(line));
+                break;
+            }
+            *nl = 0;
+            cJSON_AddItemToArray(lines, cJSON_CreateString(line));
+        }
+        print_json(o);
+    } else if (report.len) {
+        fputs(llm_buf_cstr(&report), stdout);
+    }
+    llm_buf_free(&report);
     return problems ? 1 : 0;
 }

@@ -87,6 +87,8 @@ printf 'XXXX' | dd of="$blob" bs=1 seek=1000 conv=notrunc status=none
 out=$("$BIN" store check); rc=$?
 check "check fails on a corrupted blob (exit $rc)" test "$rc" -eq 1
 check "check names the problem" grep -q "content does not match its digest" <<<"$out"
+out=$("$BIN" store check --json)
+check "check --json counts the problem" grep -qE '"problems":[[:space:]]*1,' <<<"$out"
 : > "$LLMAP_HOME/manifests/.tmp-leftover.json.abc123"
 out=$("$BIN" store check --fix)
 check "--fix removes temp files" test ! -e "$LLMAP_HOME/manifests/.tmp-leftover.json.abc123"
