@@ -183,6 +183,9 @@ void llm_ctx_free(llm_ctx *c)
 
 /* ---- attention --------------------------------------------------------------------------- */
 
+/* Multiply-adds below which attention runs on the calling thread (see layer_forward). */
+#define ATTN_INLINE_WORK 65536.0
+
 typedef struct attn_job {
     llm_ctx *c;
     int il, n_tok, pos0;
@@ -311,7 +314,14 @@ static void layer_forward(llm_ctx *c, int il, int n, int pos0)
     norm_rope_heads(c, c->kx, n, (int)hp->n_head_kv, L->k_norm);
     store_kv(c, il, n, pos0);
     attn_job job = {c, il, n, pos0};
-    llm_pool_run(P, attn_worker, &job);
+    /* At a short context one token's attention is a few microseconds of work, less than waking
+     * the pool costs; the result is the same either way (each head is computed whole by one
+     * thread). */
+    const double work = (double)n * hp->n_head * (pos0 + n) * hp->head_dim;
+    if (work < ATTN_INLINE_WORK)
+        attn_worker(&job, 0, 1);
+    else
+        llm_pool_run(P, attn_worker, &job);
     llm_matmul(P, k, &L->wo, c->att, n, c->xb2, c->mm_scratch);
     llm_op_add(c->x, c->xb2, n * e);
 

@@ -111,7 +111,7 @@ typedef struct llm_ctx_opts {
     int n_batch;           /* most tokens per internal batch; <= 0: 512 (longer inputs are split) */
     bool kv_f16;           /* KV cache in F16 (default F32, like the references) */
     int n_threads;         /* for the context's own pool when pool is NULL; <= 0: one per CPU */
-    llm_pool *pool;        /* shared pool (not owned), or NULL to create one */
+    llm_pool *pool;        /* shared pool (not owned; one forward pass at a time), or NULL to create one */
     const llm_kernels *kernels; /* NULL: llm_kernels_best() */
 } llm_ctx_opts;
 
