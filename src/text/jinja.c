@@ -1055,9 +1055,8 @@ static node *parse_filters(jj *J, node *n)
             next(J);
             node *f = mknode(J, E_FILTER, peek(J)->off);
             f->name = expect_name(J);
-            while (is_op(peek(J), ".")) { /* dotted filter names are not supported; report */
-                fail_at(J, peek(J)->off, "unsupported dotted filter name");
-            }
+            if (is_op(peek(J), ".")) /* Jinja allows dotted filter names; none is known here */
+                fail_at(J, peek(J)->off, "unsupported dotted filter name '%s.'", f->name);
             nl_push(J, &f->args, n);
             if (is_op(peek(J), "(")) { next(J); parse_args(J, f); }
             n = f;

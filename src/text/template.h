@@ -62,7 +62,10 @@ int llm_chat_render_fallback(const llm_chat_msg *msgs, size_t n, const llm_templ
 
 /* The family a template belongs to: "chatml", "llama2", "llama3", "mistral", "zephyr",
  * "gemma", "phi3", "deepseek" (the "User:/Assistant:" chat format), "deepseek-coder"
- * ("### Instruction:"), "jinja" (not recognised: interpreted), or "none" (NULL/empty). */
+ * ("### Instruction:"), "jinja" (not recognised: interpreted), or "none" (NULL/empty).
+ * Recognition is strict: variants of a family with extra behaviour (ChatML with BOS/EOS or
+ * thinking sections, Llama 3.1+ with its dated system block, Mistral v0.3+ spacing, tools)
+ * are "jinja" and rendered by the interpreter. */
 const char *llm_template_kind(const char *tmpl);
 
 /* Strings that end an assistant turn for this template's family (e.g. "<|im_end|>",
@@ -73,7 +76,11 @@ const char *const *llm_template_stops(const char *tmpl);
 
 /* The interpreter alone (used by llm_chat_render and by the tests). Context variables:
  * messages (list of {role, content}), bos_token, eos_token, add_generation_prompt,
- * tools = none. Same contract as llm_chat_render. */
+ * tools = none; globals range, namespace, dict, raise_exception, strftime_now. Same contract
+ * as llm_chat_render. Bounded: template <= 1 MiB, nesting <= 400 levels, macro calls <= 32
+ * deep, lists <= 1M items; output, memory and work caps grow with the size of the
+ * conversation (8 MiB + 8x input bytes of output, 32 MiB + 32x input of memory, 1M + 10k per
+ * message steps). The supported subset is listed at the top of jinja.c. */
 int llm_jinja_render(const char *tmpl, const llm_chat_msg *msgs, size_t n, const llm_template_vars *vars,
                      char **out, llm_err *err);
 
