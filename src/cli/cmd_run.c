@@ -57,6 +57,8 @@ static const char USAGE[] =
     "  --ctx N               context length in tokens (default: min(4096, the model's))\n"
     "  --threads N           threads (default: one per core)\n"
     "  --no-mmap             read the model into memory instead of mapping it\n"
+    "  --mmap                map the model and page it on demand, never stream it\n"
+    "  --stream              stream the layers that do not fit (default: when fit says so)\n"
     "  --mlock               lock the model in RAM\n"
     "  --verbose             loading details, and timings after each answer";
 
@@ -184,6 +186,10 @@ static int parse_args(int argc, char **argv, const llmap_sampling *base, run_opt
         }
         if (!strcmp(a, "--no-mmap")) {
             o->load.mode = LLMAP_LOAD_READ;
+            continue;
+        }
+        if (!strcmp(a, "--mmap") || !strcmp(a, "--stream")) { /* load mode (memory benchmark) */
+            o->load.mode = a[2] == 'm' ? LLMAP_LOAD_MMAP : LLMAP_LOAD_STREAM;
             continue;
         }
         if (!strcmp(a, "--mlock")) {
@@ -355,8 +361,8 @@ static void chat_free(chat *c)
 }
 
 /* Renders the conversation (ending with the user's turn), generates and prints the answer.
- * The answer joins the conversation unless it was interrupted. Returns 0, or -1 on an error
- * (already reported). */
+ * The answer joins the conversation unless it was interrupted. Returns 0, 1 when interrupted,
+ * or -1 on an error (already reported). */
 static int respond(llmap_model *m, llmap_session *s, chat *c, const run_opts *o)
 {
     char err[1024];
@@ -377,6 +383,7 @@ static int respond(llmap_model *m, llmap_session *s, chat *c, const run_opts *o)
         fprintf(stderr, "llmap run: %s\n", err);
     } else if (!strcmp(st.done_reason, "cancel")) {
         fprintf(stderr, "(answer stopped)\n");
+        rc = 1;
     } else {
         chat_push(c, "assistant", a.text.len ? llm_buf_cstr(&a.text) : "");
     }
@@ -425,7 +432,7 @@ static int one_shot(llmap_model *m, llmap_session *s, run_opts *o, bool read_std
     llm_buf_free(&prompt);
     int rc = respond(m, s, &c, o);
     chat_free(&c);
-    return rc ? 1 : 0;
+    return rc < 0 ? 1 : rc > 0 ? 130 : 0; /* 130: stopped by Ctrl-C, as shells report SIGINT */
 }
 
 /* ---- interactive --------------------------------------------------------------------------- */
@@ -604,11 +611,32 @@ static int command(char *line, llmap_model *m, llmap_session *s, chat *c, run_op
     return 0;
 }
 
+/* Where the input history lives: beside the model store ($LLMAP_HOME, else
+ * $XDG_DATA_HOME/llmap, else ~/.local/share/llmap). NULL when no home is known. */
+static char *history_path(void)
+{
+    llm_buf b = {0};
+    const char *home = getenv("LLMAP_HOME"), *xdg = getenv("XDG_DATA_HOME"), *user = getenv("HOME");
+    if (home && *home)
+        llm_buf_printf(&b, "%s/history", home);
+    else if (xdg && *xdg)
+        llm_buf_printf(&b, "%s/llmap/history", xdg);
+    else if (user && *user)
+        llm_buf_printf(&b, "%s/.local/share/llmap/history", user);
+    else
+        return NULL;
+    return b.data;
+}
+
 static int interactive(llmap_model *m, llmap_session *s, run_opts *o)
 {
     chat c = {0};
     chat_clear(&c, o->system);
     using_history();
+    stifle_history(1000);
+    char *hist_file = history_path();
+    if (hist_file)
+        read_history(hist_file); /* none yet is fine */
     for (;;) {
         bool interrupted;
         char *msg = read_message(&interrupted);
@@ -637,6 +665,10 @@ static int interactive(llmap_model *m, llmap_session *s, run_opts *o)
         if (quit)
             break;
     }
+    if (hist_file)
+        write_history(hist_file); /* best effort: the store directory may not exist yet */
+    free(hist_file);
+    clear_history();
     chat_free(&c);
     return 0;
 }

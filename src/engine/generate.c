@@ -339,6 +339,10 @@ int llmap_generate(llmap_session *s, const char *prompt, const llmap_sampling *s
 
     /* Prompt: tokenize, fit, reuse what the cache already holds, evaluate the rest. */
     double t0 = llm_now();
+    if (!prompt) {
+        llm_errf(&e, "no prompt (NULL)");
+        goto done;
+    }
     if (llm_engine_tokenize(s->model, prompt, &ids, &n, &e) || fit_prompt(s, ids, &n, &e))
         goto done;
     if (n == 0) {

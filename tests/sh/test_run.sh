@@ -28,6 +28,9 @@ cleanup() { tmux -L "$SOCK" kill-server 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 
 if [ ! -f "$MODEL" ]; then skip "shared model $MODEL not found"; finish; fi
+# The chat history file lives beside the store: keep it out of the user's home.
+export LLMAP_HOME="$tmp/home"
+mkdir -p "$LLMAP_HOME"
 # A sanitizer build is slow; keep the answers short anyway.
 RUN=("$BIN" run "$MODEL" --threads 1)
 
@@ -53,6 +56,16 @@ check 'grep -q "^prompt eval: .*tokens/s" "$tmp/v" && grep -q "^page faults: .*m
 first=$(head -c 3 "$tmp/a")
 echo hi | "${RUN[@]}" --temperature 0 --num-predict 12 --stop "$first" >"$tmp/st" 2>/dev/null
 check '[ "$(cat "$tmp/st")" = "" ]' "a stop string at the very start leaves an empty answer"
+
+# Ctrl-C (SIGINT) during a one-shot answer stops it: exit status 130, the partial answer kept.
+"${RUN[@]}" "Tell me everything" --num-predict 100000 >"$tmp/int" 2>"$tmp/int.err" </dev/null &
+pid=$!
+sleep 1.5
+kill -INT $pid
+wait $pid
+rc=$?
+check '[ $rc -eq 130 ] && grep -q "answer stopped" "$tmp/int.err" && [ -s "$tmp/int" ]' \
+    "SIGINT stops a one-shot answer with status 130 (got $rc)"
 
 "$BIN" run "$tmp/missing.gguf" hi >/dev/null 2>"$tmp/e1"
 check '[ $? -eq 1 ] && grep -q "missing.gguf" "$tmp/e1"' "a missing model is a clear error, exit 1"
@@ -163,8 +176,16 @@ check 'wait_for chat "Use Ctrl-D or /bye to exit"' "Ctrl-C at the prompt says ho
 T send-keys -t chat '/bye' Enter
 check 'wait_for chat "EXITED rc=0"' "/bye exits with status 0"
 
+check 'grep -q "Hello" "$LLMAP_HOME/history" 2>/dev/null' "the input history is saved in \$LLMAP_HOME/history"
+
+# The next chat recalls the saved history (Up brings back the last line); Ctrl-U clears the
+# line again and Ctrl-D on the empty line exits.
 start eof
 check 'wait_prompt eof 1' "second chat starts"
+T send-keys -t eof Up
+check 'wait_for eof "^>>> /bye"' "Up recalls the previous chat's last input"
+T send-keys -t eof C-u
+check 'wait_prompt eof 1' "Ctrl-U clears the recalled line"
 T send-keys -t eof C-d
 check 'wait_for eof "EXITED rc=0"' "Ctrl-D exits with status 0"
 finish
