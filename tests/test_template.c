@@ -12,6 +12,7 @@
  * (raise_exception, unknown filter, unterminated tag with line:column), and the limits that
  * keep hostile templates bounded.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -618,6 +619,50 @@ static void test_families(void)
     CHECK(llm_template_stops(LLAMA3)[0] && strcmp(llm_template_stops(LLAMA3)[0], "<|eot_id|>") == 0);
 }
 
+/* Differential check over many conversations the real templates accept: the native renderer
+ * and the interpreter are independent implementations of each format, so any disagreement is a
+ * bug in one of them. (The exact expected strings above pin both to the published formats.) */
+static void test_native_matches_interpreter(void)
+{
+    static const char *const pool[] = {"", "x", "  padded  ", "line1\nline2\n", "unicode é 日本 🦙",
+                                       "{{ not a tag }} {% neither %}", "\ttab\t", "a'b\"c\\d"};
+    struct { const char *name, *tmpl; int system_ok; } fams[] = {
+        {"qwen2", QWEN2, 1},         {"llama3", LLAMA3, 1},      {"mistral v0.1", MISTRAL_V01, 0},
+        {"mixtral", MIXTRAL, 0},     {"zephyr", ZEPHYR, 1},      {"gemma", GEMMA, 0},
+        {"phi3", PHI3, 1},           {"phi3.5", PHI35, 1},       {"deepseek", DEEPSEEK, 1},
+        {"deepseek coder", DEEPSEEK_CODER, 1},
+    };
+    uint32_t rng = 12345;
+    int mismatches = 0, runs = 0;
+    for (size_t f = 0; f < sizeof fams / sizeof *fams; f++) {
+        for (int it = 0; it < 150; it++) {
+            llm_chat_msg m[8];
+            size_t n = 0;
+            rng = rng * 1664525u + 1013904223u;
+            if (fams[f].system_ok && (rng >> 16) % 2) m[n++] = (llm_chat_msg){"system", pool[(rng >> 8) % 8]};
+            rng = rng * 1664525u + 1013904223u;
+            size_t turns = 1 + (rng >> 16) % 6;
+            for (size_t t = 0; t < turns; t++) {
+                rng = rng * 1664525u + 1013904223u;
+                m[n++] = (llm_chat_msg){t % 2 ? "assistant" : "user", pool[(rng >> 12) % 8]};
+            }
+            bool gen = (rng >> 20) % 2;
+            llm_err e1 = {{0}}, e2 = {{0}};
+            char *nat = render(fams[f].tmpl, m, n, "<B>", "<E>", gen, LLM_TMPL_NATIVE, &e1);
+            char *jin = render(fams[f].tmpl, m, n, "<B>", "<E>", gen, LLM_TMPL_JINJA, &e2);
+            runs++;
+            if (!nat || !jin || strcmp(nat, jin) != 0) {
+                if (mismatches++ < 3)
+                    CHECK_MSG(0, "%s conversation %d (%zu messages, gen %d):\nnative: [%s] %s\n jinja: [%s] %s",
+                              fams[f].name, it, n, gen, nat ? nat : "", e1.msg, jin ? jin : "", e2.msg);
+            }
+            free(nat);
+            free(jin);
+        }
+    }
+    CHECK_MSG(mismatches == 0, "%d of %d conversations differ between native and interpreted rendering", mismatches, runs);
+}
+
 static void test_fallback(void)
 {
     llm_err err = {{0}};
@@ -835,6 +880,7 @@ int main(void)
     test_shared_models();
     test_families();
     test_modern_templates();
+    test_native_matches_interpreter();
     test_fallback();
     test_constructs();
     test_whitespace();
