@@ -419,6 +419,13 @@ static void check_load_errors(const char *sh)
     CHECK_CONTAINS(msg, "head_count_kv 3");
     llm_model m;
     llm_err err = {{0}};
+    /* tokenizer-only files (no tensors): refused with a message, whatever the architecture */
+    static const char *const VOCABS[] = {"llama-spm", "gpt-2", "bert-bge", "deepseek-llm", "phi-3"};
+    for (size_t i = 0; i < sizeof VOCABS / sizeof *VOCABS; i++) {
+        snprintf(src, sizeof src, "%s/models/vocab/ggml-vocab-%s.gguf", sh, VOCABS[i]);
+        err.msg[0] = 0;
+        CHECK_MSG(llm_model_load(&m, src, NULL, &err) == -1 && err.msg[0], "%s: loaded, or failed silently", src);
+    }
     CHECK(llm_model_load(&m, "/nonexistent/model.gguf", NULL, &err) == -1);
     CHECK_CONTAINS(err.msg, "/nonexistent/model.gguf");
     llm_model_free(&m); /* safe after a failed load */
