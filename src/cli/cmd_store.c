@@ -96,9 +96,10 @@ int cmd_import(int argc, char **argv)
         return 1;
     llm_err err;
     llm_manifest m;
-    int rc = llm_store_import(s, pos[0], pos[1], &err);
+    const char *how = "";
+    int rc = llm_store_import_how(s, pos[0], pos[1], &how, &err);
     if (rc == 0 && llm_store_get(s, pos[1], &m, &err) == 0) {
-        printf("imported %s (%s, %llu bytes)\n", m.name, m.digest, (unsigned long long)m.size);
+        printf("imported %s (%s, %llu bytes, %s)\n", m.name, m.digest, (unsigned long long)m.size, how);
         llm_manifest_free(&m);
     }
     llm_store_close(s);

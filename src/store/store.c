@@ -304,9 +304,10 @@ int llm_store_add(llm_store *s, const char *tmp_path, const llm_manifest *m, llm
     if (!llm_digest_valid(m->digest, false)) {
         rc = llm_errf(err, "invalid digest '%s'", m->digest);
     } else if (tmp_path) {
-        if (access(blob, F_OK) == 0) {
+        struct stat have, mine;
+        if (stat(blob, &have) == 0 && stat(tmp_path, &mine) == 0 && have.st_size == mine.st_size) {
             unlink(tmp_path); /* same content already stored */
-        } else if (rename(tmp_path, blob) != 0) {
+        } else if (rename(tmp_path, blob) != 0) { /* new, or replaces a damaged copy */
             rc = llm_errf(err, "%s: cannot move into the store: %s", blob, strerror(errno));
         } else {
             rc = llm_fsync_dir(s->blobs, err);
@@ -529,6 +530,12 @@ static int place_file(const char *src, const char *tmp, const char **how, llm_er
 
 int llm_store_import(llm_store *s, const char *gguf_path, const char *name, llm_err *err)
 {
+    return llm_store_import_how(s, gguf_path, name, NULL, err);
+}
+
+int llm_store_import_how(llm_store *s, const char *gguf_path, const char *name, const char **how_out,
+                         llm_err *err)
+{
     llm_name n;
     if (llm_name_parse(name, &n, err))
         return -1;
@@ -561,7 +568,8 @@ int llm_store_import(llm_store *s, const char *gguf_path, const char *name, llm_
     }
     free(tmp);
     llm_store_unlock(s);
-    (void)how;
+    if (how_out)
+        *how_out = how;
     return rc;
 }
 
@@ -598,8 +606,12 @@ static int is_referenced(const llm_model_list *l, const char *digest)
 int llm_store_gc(llm_store *s, llm_err *err)
 {
     int had = s->lock_mode;
-    if (had != 2 && llm_store_lock(s, true, true, err))
+    if (had != 2 && llm_store_lock(s, true, true, err)) {
+        /* A failed flock conversion may have dropped the shared lock: take it back. */
+        if (had == 1)
+            llm_store_lock(s, false, false, NULL);
         return -1;
+    }
     llm_model_list all;
     int removed = 0;
     if (read_all(s, &all, false, NULL, NULL, err)) {
@@ -703,6 +715,10 @@ int llm_store_check(llm_store *s, bool fix, llm_buf *report, int *n_problems, ll
             llm_buf_printf(report, "blobs/%s: content does not match its digest (sha256 is %s)\n", e->d_name,
                            hex);
             (*n_problems)++;
+            /* Useless under its name: removed, its models stop being listed until pulled or
+             * imported again (which restores the blob). */
+            if (fix && unlink(p) == 0)
+                llm_buf_printf(report, "removed corrupted blob %s; pull or import its models again\n", e->d_name);
         } else if (!is_referenced(&all, e->d_name)) {
             n_unref++;
             if (fix && unlink(p) == 0)

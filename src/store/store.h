@@ -139,6 +139,11 @@ void llm_model_list_free(llm_model_list *l);
 /* Adds a GGUF file under name: checks it parses as GGUF, hashes it (SHA-256, streaming), then
  * hard-links / reflinks it into blobs/ when possible and copies otherwise. */
 int llm_store_import(llm_store *s, const char *gguf_path, const char *name, llm_err *err);
+/* Same; *how (may be NULL) says how the bytes got in: "reflinked", "hard-linked" or "copied".
+ * A hard-linked blob shares the source's inode: editing the source in place would change the
+ * blob (`store check` reports it); reflinks and copies are independent. */
+int llm_store_import_how(llm_store *s, const char *gguf_path, const char *name, const char **how,
+                         llm_err *err);
 /* Commits a model: when tmp_path is not NULL it is a file in the store's tmp dir whose
  * SHA-256 is already verified to be m->digest; it becomes the blob (consumed; dropped when the
  * blob already exists). Then m's manifest is written. Done under the store lock so a
@@ -163,7 +168,7 @@ int llm_store_gc(llm_store *s, llm_err *err);
 
 /* Verifies every blob against its digest and every manifest's references. Problems are
  * appended to report (one line each) and counted in *n_problems. With fix, leftover temp
- * files and unreferenced blobs are removed. */
+ * files, unreferenced blobs and blobs whose content does not match their digest are removed. */
 int llm_store_check(llm_store *s, bool fix, llm_buf *report, int *n_problems, llm_err *err);
 
 /* ---- Modelfile (`llmap create NAME -f FILE`) ----------------------------------------------

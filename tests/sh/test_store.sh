@@ -81,9 +81,11 @@ check "rm of a missing name fails" test "$rc" -eq 1
 check "store check clean" "$BIN" store check
 
 # Corruption is found and makes check fail; the corrupt model is no longer listed.
+# (A fresh file replaces the blob: it may be a hard link to qwen.gguf, which must stay intact.)
 blob=$LLMAP_HOME/blobs/sha256-$SUM
-chmod u+w "$blob"
-printf 'XXXX' | dd of="$blob" bs=1 seek=1000 conv=notrunc status=none
+cp "$blob" "$T/damaged"
+printf 'XXXX' | dd of="$T/damaged" bs=1 seek=1000 conv=notrunc status=none
+mv -f "$T/damaged" "$blob"
 out=$("$BIN" store check); rc=$?
 check "check fails on a corrupted blob (exit $rc)" test "$rc" -eq 1
 check "check names the problem" grep -q "content does not match its digest" <<<"$out"
@@ -92,8 +94,13 @@ check "check --json counts the problem" grep -qE '"problems":[[:space:]]*1,' <<<
 : > "$LLMAP_HOME/manifests/.tmp-leftover.json.abc123"
 out=$("$BIN" store check --fix)
 check "--fix removes temp files" test ! -e "$LLMAP_HOME/manifests/.tmp-leftover.json.abc123"
+check "--fix removes the corrupted blob" test ! -e "$blob"
+check "a model without its blob is not listed" test -z "$("$BIN" list | awk 'NR > 1')"
+out=$("$BIN" import "$T/qwen.gguf" qwen:tiny)
+check "re-import restores the blob ($out)" test "$(sha256sum "$blob" | cut -c1-64)" = "$SUM"
+check "store check clean after repair" "$BIN" store check
+check "both names listed again" test "$("$BIN" list | awk 'NR > 1' | wc -l)" -eq 2
 "$BIN" rm qwen:tiny team/copy:v2 >/dev/null
-rm -f "$blob"
 check "store check clean after removal" "$BIN" store check
 check "list empty" test -z "$("$BIN" list | awk 'NR > 1')"
 
