@@ -456,10 +456,10 @@ static void test_rebuilt_vocab(const char *dir)
     }
     static const struct {
         const char *pre;
-        int digits; /* 1: single digits, 3: groups of three, 0: not checked */
+        int digits; /* 1: single digits, 3: groups of three, 0: not checked, -1: odd special ids */
     } VARIANTS[] = {{"no-such-pre-tokenizer", 0}, {"qwen2", 1}, {"deepseek-coder", 1}, {"starcoder", 1},
                     {"llama3", 3}, {"falcon", 3}, {"default", 3}, {"deepseek-llm", 0}, {"mpt", 0},
-                    {"refact", 1}, {NULL, 0}};
+                    {"refact", 1}, {"gpt-2", -1}, {NULL, 0}};
     for (int k = 0; k < (int)(sizeof VARIANTS / sizeof *VARIANTS); k++) {
         bool break_types = VARIANTS[k].pre == NULL;
         const char *pre = break_types ? "gpt-2" : VARIANTS[k].pre;
@@ -472,18 +472,32 @@ static void test_rebuilt_vocab(const char *dir)
         gguf_writer *w = gguf_writer_new(32);
         for (uint64_t i = 0; i < f.n_kv; i++) {
             const gguf_kv *kv = &f.kv[i];
+            bool odd_ids = VARIANTS[k].digits == -1;
             if (!strcmp(kv->key, "tokenizer.ggml.pre"))
                 gguf_w_str(w, kv->key, pre);
+            else if (odd_ids && (!strcmp(kv->key, "tokenizer.ggml.bos_token_id") ||
+                                 !strcmp(kv->key, "tokenizer.ggml.eos_token_id")))
+                continue; /* written below */
             else if (break_types && !strcmp(kv->key, "tokenizer.ggml.token_type")) {
                 int32_t t[3] = {1, 1, 1};
                 gguf_w_arr(w, kv->key, GGUF_I32, t, 3);
             } else
                 gguf_w_copy_kv(w, kv);
         }
+        if (VARIANTS[k].digits == -1) {
+            /* an out-of-range BOS keeps the gpt2 default (11); a negative id means none */
+            gguf_w_u32(w, "tokenizer.ggml.bos_token_id", 999999);
+            gguf_w_i32(w, "tokenizer.ggml.eos_token_id", -1);
+        }
         CHECK(gguf_writer_write(w, path, NULL, NULL, &err) == 0);
         gguf_writer_free(w);
         llm_vocab *v = load_vocab_quiet(path, &err);
         unlink(path);
+        if (v && VARIANTS[k].digits == -1) {
+            CHECK_EQ_INT(llm_vocab_bos(v), 11);
+            CHECK_EQ_INT(llm_vocab_eos(v), -1);
+            CHECK(llm_token_is_eog(v, 50256)); /* <|endoftext|> ends generation, found by its text */
+        }
         if (break_types) {
             CHECK(v == NULL);
             CHECK_CONTAINS(err.msg, "tokenizer.ggml.token_type");

@@ -179,23 +179,42 @@ static int load_tokens(llm_vocab *v, const gguf_file *f, llm_err *err)
     return 0;
 }
 
-/* An optional token-id key; absent or out of range leaves *id alone (llama.cpp warns and
- * keeps the default for a bad id, so a file with one does still load). */
-static int read_id(const llm_vocab *v, const gguf_file *f, const char *key, int32_t *id, llm_err *err)
+/* An optional token-id key. Absent leaves *id alone; a negative value means "none" (some
+ * converters write -1); an id out of range or a non-integer value is warned about and the
+ * default kept, as llama.cpp does, so such a file still loads. */
+static void read_id(const llm_vocab *v, const gguf_file *f, const char *key, int32_t *id)
 {
     const gguf_kv *kv = gguf_find(f, key);
     if (!kv)
-        return 0;
-    uint32_t x;
-    if (gguf_get_u32(f, key, &x, err))
-        return -1;
-    if (x >= (uint32_t)v->n) {
-        fprintf(stderr, "llmap: warning: %s: %s = %u is not a token id (vocabulary of %d)\n", f->path, key,
-                x, v->n);
-        return 0;
+        return;
+    int64_t x;
+    switch (kv->type) {
+    case GGUF_U8:
+    case GGUF_U16:
+    case GGUF_U32:
+    case GGUF_U64:
+        x = kv->v.u64 > INT32_MAX ? INT32_MAX : (int64_t)kv->v.u64;
+        break;
+    case GGUF_I8:
+    case GGUF_I16:
+    case GGUF_I32:
+    case GGUF_I64:
+        x = kv->v.i64;
+        break;
+    default:
+        fprintf(stderr, "llmap: warning: %s: %s is not an integer; ignored\n", f->path, key);
+        return;
+    }
+    if (x < 0) {
+        *id = -1;
+        return;
+    }
+    if (x >= v->n) {
+        fprintf(stderr, "llmap: warning: %s: %s = %lld is not a token id (vocabulary of %d)\n", f->path, key,
+                (long long)x, v->n);
+        return;
     }
     *id = (int32_t)x;
-    return 0;
 }
 
 /* End-of-generation tokens: EOS/EOT/EOM plus the usual end-of-turn markers found by text
@@ -380,16 +399,15 @@ static void set_strip_flags(llm_vocab *v, const gguf_file *f)
 
 static int load_specials(llm_vocab *v, const gguf_file *f, llm_err *err)
 {
-    if (v->kind == LLM_VOCAB_WPM && read_id(v, f, "tokenizer.ggml.cls_token_id", &v->bos, err))
-        return -1;
-    if (read_id(v, f, "tokenizer.ggml.bos_token_id", &v->bos, err) ||
-        read_id(v, f, "tokenizer.ggml.eos_token_id", &v->eos, err) ||
-        read_id(v, f, "tokenizer.ggml.eot_token_id", &v->eot, err) ||
-        read_id(v, f, "tokenizer.ggml.eom_token_id", &v->eom, err) ||
-        read_id(v, f, "tokenizer.ggml.unknown_token_id", &v->unk, err) ||
-        read_id(v, f, "tokenizer.ggml.seperator_token_id", &v->sep, err) ||
-        read_id(v, f, "tokenizer.ggml.padding_token_id", &v->pad, err))
-        return -1;
+    if (v->kind == LLM_VOCAB_WPM)
+        read_id(v, f, "tokenizer.ggml.cls_token_id", &v->bos);
+    read_id(v, f, "tokenizer.ggml.bos_token_id", &v->bos);
+    read_id(v, f, "tokenizer.ggml.eos_token_id", &v->eos);
+    read_id(v, f, "tokenizer.ggml.eot_token_id", &v->eot);
+    read_id(v, f, "tokenizer.ggml.eom_token_id", &v->eom);
+    read_id(v, f, "tokenizer.ggml.unknown_token_id", &v->unk);
+    read_id(v, f, "tokenizer.ggml.seperator_token_id", &v->sep);
+    read_id(v, f, "tokenizer.ggml.padding_token_id", &v->pad);
     if (gguf_get_bool_or(f, "tokenizer.ggml.add_bos_token", v->add_bos, &v->add_bos, err) ||
         gguf_get_bool_or(f, "tokenizer.ggml.add_eos_token", v->add_eos, &v->add_eos, err) ||
         gguf_get_bool_or(f, "tokenizer.ggml.add_space_prefix", v->add_space_prefix, &v->add_space_prefix, err))
