@@ -3,7 +3,7 @@
  * final draw (order and definitions in sample.h), plus the PRNG it draws with.
  *
  * The vocabulary can be 150k tokens, so nothing here sorts the whole distribution unless it
- * must: top-k selects with a bounded heap, and top-p grows a sorted prefix (128, 512, ...)
+ * must: top-k selects with a bounded heap, and top-p grows a sorted prefix (128, 1024, ...)
  * until that prefix holds the requested mass, which for real distributions is almost always
  * the first try.
  */
@@ -230,8 +230,9 @@ void llm_cand_top_p(llm_cands *c, float top_p)
         return;
     size_t keep = 0;
     if (!c->sorted) {
-        /* Sort only as much as needed: a prefix of k, grown until it holds the mass. */
-        for (size_t k = 128; k < c->n && keep == 0; k *= 4) {
+        /* Sort only as much as needed: a prefix of k, grown until it holds the mass; a flat
+         * distribution that needs more than a quarter of the vocabulary is sorted outright. */
+        for (size_t k = 128; k < c->n / 4 && keep == 0; k *= 8) {
             select_prefix(c, k);
             keep = mass_prefix(c->data, k, top_p);
         }
