@@ -40,6 +40,7 @@ typedef struct gen_job {
     atomic_bool cancel;   /* client gone */
     int refs;
     int client_fd;        /* non-stream: the connection's socket, peeked for EOF; -1: none */
+    int stream_fd;        /* stream: the same, peeked by the reader while it has nothing to send */
 
     llm_buf text;         /* everything generated */
     llmap_stats st;
@@ -290,7 +291,7 @@ static gen_job *job_new(llmap_server *s, srv_model *m, double load_seconds, doub
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
     atomic_init(&j->cancel, false);
-    j->client_fd = -1;
+    j->client_fd = j->stream_fd = -1;
     return j;
 }
 
@@ -335,6 +336,13 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     gen_job *j = cls;
     pthread_mutex_lock(&j->mu);
     while (j->out_pos == j->out.len && !j->finished) {
+        /* Nothing to write yet (queued for a slot, or a long prompt): a client that left
+         * would go unnoticed until the next write, so look at the socket meanwhile. */
+        if (j->stream_fd >= 0 && client_gone(j->stream_fd)) {
+            atomic_store(&j->cancel, true);
+            pthread_mutex_unlock(&j->mu);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += 1;
@@ -366,6 +374,8 @@ static void stream_free(void *cls)
 
 static int respond_stream(llmap_server *s, struct MHD_Connection *c, gen_job *j)
 {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    j->stream_fd = ci ? ci->connect_fd : -1;
     if (j->g.api == API_OPENAI_CHAT) /* OpenAI streams start with the role */
         frame(j, &j->out, openai_object(j, "", 0, true, true));
     j->refs = 2; /* producer + response */
