@@ -269,4 +269,15 @@ if "$BIN" create terse -f "$WORK/Modelfile" >/dev/null 2>"$WORK/create.err"; the
 else
     bad "llmap create failed: $(cat "$WORK/create.err")"
 fi
+# ---- addresses: LLMAP_HOST, a warning for non-loopback binds ---------------------------------------
+wait_listen() { for _ in $(seq 100); do grep -q 'listening on' "$1" && return 0; sleep 0.1; done; return 1; }
+LLMAP_HOST=127.0.0.1:0 "$BIN" serve --models "$SHARED/models" >"$WORK/h1.log" 2>&1 &
+H1=$!
+"$BIN" serve --host 0.0.0.0 --port 0 --models "$SHARED/models" >"$WORK/h2.log" 2>&1 &
+H2=$!
+wait_listen "$WORK/h1.log"; wait_listen "$WORK/h2.log"
+check "LLMAP_HOST=127.0.0.1:0 is used" 'grep -q "listening on http://127.0.0.1:[1-9]" "$WORK/h1.log" && ! grep -q WARNING "$WORK/h1.log"' "$(cat "$WORK/h1.log")"
+check "binding 0.0.0.0 warns" 'grep -q "WARNING: listening on 0.0.0.0" "$WORK/h2.log"' "$(cat "$WORK/h2.log")"
+kill -TERM "$H1" "$H2"; wait "$H1"; r1=$?; wait "$H2"; r2=$?
+check "both exit 0" '[ "$r1" = 0 ] && [ "$r2" = 0 ]' "$r1 $r2"
 finish
