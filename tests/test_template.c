@@ -873,6 +873,19 @@ static void test_long_conversation(void)
     free(out);
     free(text);
     free(m);
+
+    /* one very long message through a template that copies it several times (Llama 3.2) */
+    size_t big = 8u << 20;
+    char *huge = malloc(big + 1);
+    memset(huge, 'z', big);
+    huge[big] = 0;
+    llm_chat_msg one[] = {{"user", huge}};
+    out = render(LLAMA32, one, 1, "", "", false, LLM_TMPL_JINJA, &err);
+    CHECK_MSG(out && strstr(out, "<|start_header_id|>user<|end_header_id|>\n\nzzz") &&
+                  strlen(out) > big && strlen(out) < big + 200,
+              "8 MB message: %s", out ? "wrong text" : err.msg);
+    free(out);
+    free(huge);
 }
 
 int main(void)

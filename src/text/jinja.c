@@ -42,8 +42,8 @@
 #define JJ_MAX_TEMPLATE (1u << 20)        /* bytes of template text */
 #define JJ_OUTPUT_BASE (8ull << 20)       /* rendered bytes: base + 8 x input bytes */
 #define JJ_MEMORY_BASE (32ull << 20)      /* arena bytes: base + 32 x input bytes */
-#define JJ_STEPS_BASE 1000000ull          /* statements, expressions, iterations, 256-byte */
-#define JJ_STEPS_PER_MESSAGE 10000ull     /*   blocks copied or scanned: base + per message */
+#define JJ_STEPS_BASE 200000ull           /* statements, expressions, iterations, 256-byte */
+#define JJ_STEPS_PER_MESSAGE 5000ull      /*   blocks copied or scanned: base + per message */
 #define JJ_MAX_DEPTH 400                  /* parser and evaluator recursion (stack safety) */
 #define JJ_MAX_MACRO_DEPTH 32             /* nested macro calls */
 #define JJ_MAX_ITEMS (1u << 20)           /* elements in one list or dict */
@@ -2729,7 +2729,7 @@ int llm_jinja_render(const char *tmpl, const llm_chat_msg *msgs, size_t n, const
         input += (msgs[i].role ? strlen(msgs[i].role) : 0) + (msgs[i].content ? strlen(msgs[i].content) : 0);
     J->max_output = (size_t)(JJ_OUTPUT_BASE + 8 * input);
     J->max_mem = (size_t)(JJ_MEMORY_BASE + 32 * input);
-    J->max_steps = JJ_STEPS_BASE + JJ_STEPS_PER_MESSAGE * (uint64_t)n;
+    J->max_steps = JJ_STEPS_BASE + JJ_STEPS_PER_MESSAGE * (uint64_t)n + input / 8; /* ~32 copies of the input */
     if (setjmp(J->fail)) {
         free_arena(J);
         free(J);

@@ -79,8 +79,9 @@ const char *const *llm_template_stops(const char *tmpl);
  * tools = none; globals range, namespace, dict, raise_exception, strftime_now. Same contract
  * as llm_chat_render. Bounded: template <= 1 MiB, nesting <= 400 levels, macro calls <= 32
  * deep, lists <= 1M items; output, memory and work caps grow with the size of the
- * conversation (8 MiB + 8x input bytes of output, 32 MiB + 32x input of memory, 1M + 10k per
- * message steps). The supported subset is listed at the top of jinja.c. */
+ * conversation (8 MiB + 8x input bytes of output, 32 MiB + 32x input of memory, 200k + 5k per
+ * message + 1 per 8 input bytes steps, a step being a node evaluated or 256 bytes copied; a
+ * real template needs a few hundred steps per message). The supported subset is listed at the top of jinja.c. */
 int llm_jinja_render(const char *tmpl, const llm_chat_msg *msgs, size_t n, const llm_template_vars *vars,
                      char **out, llm_err *err);
 
