@@ -30,10 +30,11 @@ struct llm_ctx {
     bool own_pool;
     int n_threads;
     int n_ctx, n_batch, n_past;
+    int v_stride;         /* row length of V^T: n_ctx rounded up to 32 (see attend_one) */
     bool kv_f16;
     bool simd_ops;        /* soft-max / SwiGLU through ops_avx2.c (not with the scalar kernels) */
     size_t kv_elt;        /* bytes per cache element: 4 or 2 */
-    void **kc, **vc;      /* per layer: K [n_ctx][kv_dim], V^T [kv_dim][n_ctx] */
+    void **kc, **vc;      /* per layer: K [n_ctx][kv_dim], V^T [kv_dim][v_stride] */
 
     /* scratch for one batch of up to n_batch tokens (token-major rows) */
     float *x;             /* residual stream [n_batch][n_embd] */
@@ -109,6 +110,7 @@ llm_ctx *llm_ctx_new(const llm_model *m, const llm_ctx_opts *o, llm_err *err)
     }
     if (c->n_batch > c->n_ctx)
         c->n_batch = c->n_ctx;
+    c->v_stride = (c->n_ctx + 31) / 32 * 32;
     c->kv_f16 = o->kv_f16;
     c->simd_ops = c->k != llm_kernels_scalar() && llm_ops_have_avx2();
     c->kv_elt = c->kv_f16 ? sizeof(uint16_t) : sizeof(float);
@@ -127,7 +129,7 @@ llm_ctx *llm_ctx_new(const llm_model *m, const llm_ctx_opts *o, llm_err *err)
     c->vc = llm_xcalloc(hp->n_layer, sizeof *c->vc);
     for (uint32_t il = 0; il < hp->n_layer && !oom; il++) {
         c->kc[il] = ctx_alloc(c, ctx * kvd * c->kv_elt, &oom);
-        c->vc[il] = ctx_alloc(c, ctx * kvd * c->kv_elt, &oom);
+        c->vc[il] = ctx_alloc(c, (size_t)c->v_stride * kvd * c->kv_elt, &oom);
     }
     c->x = ctx_alloc(c, B * e * sizeof(float), &oom);
     c->xb = ctx_alloc(c, B * e * sizeof(float), &oom);
@@ -141,7 +143,8 @@ llm_ctx *llm_ctx_new(const llm_model *m, const llm_ctx_opts *o, llm_err *err)
     c->rope_cs = ctx_alloc(c, B * hp->n_rot * sizeof(float), &oom);
     c->mm_scratch = ctx_alloc(c, max_matmul_scratch(m, (int64_t)B), &oom);
     /* scores (f32) + their f16 copy + the query head in f16, 64-byte aligned per thread */
-    c->att_stride = (ctx * (sizeof(float) + sizeof(uint16_t)) + hp->head_dim * sizeof(uint16_t) + 63) / 64 * 64;
+    c->att_stride =
+        ((size_t)c->v_stride * (sizeof(float) + sizeof(uint16_t)) + hp->head_dim * sizeof(uint16_t) + 63) / 64 * 64;
     c->att_scratch = ctx_alloc(c, c->att_stride * (size_t)c->n_threads, &oom);
     if (oom) {
         llm_errf(err, "out of memory allocating a context of %d tokens (%.1f MiB)", c->n_ctx,
@@ -192,7 +195,7 @@ typedef struct attn_job {
 } attn_job;
 
 /* One query head of one token against the cached positions 0..pos (causal mask = only those). */
-static void attend_one(llm_ctx *c, int il, int t, int h, int pos, uint8_t *scratch)
+static void attend_one(llm_ctx *c, int il, int n_tok, int t, int h, int pos, uint8_t *scratch)
 {
     const llm_hparams *hp = &c->m->hp;
     const llm_kernels *k = c->k;
@@ -202,11 +205,15 @@ static void attend_one(llm_ctx *c, int il, int t, int h, int pos, uint8_t *scrat
     const float *qh = c->q + (size_t)t * qd + (size_t)h * hd;
     float *out = c->att + (size_t)t * qd + (size_t)h * hd;
     float *s = (float *)scratch;
-    uint16_t *s16 = (uint16_t *)(scratch + (size_t)c->n_ctx * sizeof(float));
-    uint16_t *q16 = s16 + c->n_ctx;
+    uint16_t *s16 = (uint16_t *)(scratch + (size_t)c->v_stride * sizeof(float));
+    uint16_t *q16 = s16 + c->v_stride;
     const float kq_scale = 1.0f / sqrtf((float)hd);
 
-    if (!c->kv_f16) {
+    if (!c->kv_f16 && c->simd_ops) {
+        const float *K = (const float *)c->kc[il] + (size_t)kvh * hd;
+        for (int j = 0; j < n_kv; j++)
+            s[j] = llm_dot_f32_ggml_avx2(hd, K + (size_t)j * kvd, qh);
+    } else if (!c->kv_f16) {
         const float *K = (const float *)c->kc[il] + (size_t)kvh * hd;
         for (int j = 0; j < n_kv; j++)
             k->vec_dot[LLM_F32](hd, &s[j], K + (size_t)j * kvd, qh);
@@ -220,15 +227,25 @@ static void attend_one(llm_ctx *c, int il, int t, int h, int pos, uint8_t *scrat
         llm_op_softmax_avx2(s, n_kv, kq_scale);
     else
         llm_op_softmax(s, n_kv, kq_scale);
-    if (!c->kv_f16) {
-        const float *VT = (const float *)c->vc[il] + (size_t)kvh * hd * c->n_ctx;
+    if (!c->kv_f16 && c->simd_ops) {
+        /* llama.cpp sums over the cache padded to 32 positions (masked weights are 0): with
+         * ggml_vec_dot_f32 for one token, with tinyBLAS's single 8-lane accumulator for a batch */
+        const float *VT = (const float *)c->vc[il] + (size_t)kvh * hd * c->v_stride;
+        const int n_pad = (n_kv + 31) / 32 * 32;
+        for (int j = n_kv; j < n_pad; j++)
+            s[j] = 0.0f;
         for (int d = 0; d < hd; d++)
-            k->vec_dot[LLM_F32](n_kv, &out[d], VT + (size_t)d * c->n_ctx, s);
+            out[d] = n_tok == 1 ? llm_dot_f32_ggml_avx2(n_pad, VT + (size_t)d * c->v_stride, s)
+                                : llm_dot_f32_lanes8_avx2(n_pad, VT + (size_t)d * c->v_stride, s);
+    } else if (!c->kv_f16) {
+        const float *VT = (const float *)c->vc[il] + (size_t)kvh * hd * c->v_stride;
+        for (int d = 0; d < hd; d++)
+            k->vec_dot[LLM_F32](n_kv, &out[d], VT + (size_t)d * c->v_stride, s);
     } else {
-        const uint16_t *VT = (const uint16_t *)c->vc[il] + (size_t)kvh * hd * c->n_ctx;
+        const uint16_t *VT = (const uint16_t *)c->vc[il] + (size_t)kvh * hd * c->v_stride;
         k->quantize_act[LLM_F16](s, s16, n_kv);
         for (int d = 0; d < hd; d++)
-            k->vec_dot[LLM_F16](n_kv, &out[d], VT + (size_t)d * c->n_ctx, s16);
+            k->vec_dot[LLM_F16](n_kv, &out[d], VT + (size_t)d * c->v_stride, s16);
     }
 }
 
@@ -240,7 +257,7 @@ static void attn_worker(void *arg, int ith, int nth)
     uint8_t *scratch = c->att_scratch + (size_t)ith * c->att_stride;
     for (int item = ith; item < j->n_tok * n_head; item += nth) {
         int t = item / n_head, h = item % n_head;
-        attend_one(c, j->il, t, h, j->pos0 + t, scratch);
+        attend_one(c, j->il, j->n_tok, t, h, j->pos0 + t, scratch);
     }
 }
 
@@ -256,12 +273,12 @@ static void store_kv(llm_ctx *c, int il, int n, int pos0)
             float *K = c->kc[il], *VT = c->vc[il];
             memcpy(K + pos * kvd, kr, (size_t)kvd * sizeof(float));
             for (int d = 0; d < kvd; d++)
-                VT[(size_t)d * c->n_ctx + pos] = vr[d];
+                VT[(size_t)d * c->v_stride + pos] = vr[d];
         } else {
             uint16_t *K = c->kc[il], *VT = c->vc[il];
             for (int d = 0; d < kvd; d++) {
                 K[pos * kvd + d] = llm_fp32_to_fp16(kr[d]);
-                VT[(size_t)d * c->n_ctx + pos] = llm_fp32_to_fp16(vr[d]);
+                VT[(size_t)d * c->v_stride + pos] = llm_fp32_to_fp16(vr[d]);
             }
         }
     }
@@ -444,7 +461,7 @@ int llm_ctx_kv_shift(llm_ctx *c, int n_keep, int n_discard, llm_err *err)
         for (int j = 0; j < n_move; j++)
             rerotate_key_row(c, K + (size_t)(n_keep + j) * kvd * elt, cs, tmp);
         for (size_t d = 0; d < kvd; d++) {
-            uint8_t *r = VT + d * (size_t)c->n_ctx * elt;
+            uint8_t *r = VT + d * (size_t)c->v_stride * elt;
             memmove(r + (size_t)n_keep * elt, r + (size_t)(n_keep + n_discard) * elt, (size_t)n_move * elt);
         }
     }

@@ -32,6 +32,10 @@ void llm_op_swiglu(float *a, const float *b, int n);
 /* AVX2+FMA versions following ggml's bit for bit (ops_avx2.c); only when the CPU has both. */
 void llm_op_softmax_avx2(float *s, int n, float scale);
 void llm_op_swiglu_avx2(float *a, const float *b, int n);
+/* F32 dot products in ggml's summation orders: ggml_vec_dot_f32 (4 x 8 lanes per 32, reduced
+ * pairwise, scalar tail) and tinyBLAS's (one 8-lane accumulator; n a multiple of 8). */
+float llm_dot_f32_ggml_avx2(int n, const float *x, const float *y);
+float llm_dot_f32_lanes8_avx2(int n, const float *x, const float *y);
 /* Whether this CPU can run the *_avx2 ops. */
 bool llm_ops_have_avx2(void);
 
