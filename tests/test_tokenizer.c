@@ -538,6 +538,172 @@ static void test_rebuilt_vocab(const char *dir)
     llm_map_close(&m);
 }
 
+
+/* ---- hand-built vocabularies: no shared data needed, expectations worked out by hand ---- */
+
+static llm_vocab *vocab_from_writer(gguf_writer *w)
+{
+    char path[] = "/tmp/llmap-test-tok-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        gguf_writer_free(w);
+        return NULL;
+    }
+    close(fd);
+    llm_err err;
+    llm_vocab *v = NULL;
+    if (gguf_writer_write(w, path, NULL, NULL, &err) == 0)
+        v = load_vocab_quiet(path, &err);
+    if (!v)
+        fprintf(stderr, "FAIL mini vocabulary: %s\n", err.msg);
+    gguf_writer_free(w);
+    unlink(path);
+    return v;
+}
+
+static void expect(const llm_vocab *v, const char *text, bool add_special, bool parse_special,
+                   const int32_t *want, size_t nwant, const char *what)
+{
+    int32_t *ids;
+    size_t n;
+    llm_err err;
+    int rc = llm_tokenize(v, text, strlen(text), add_special, parse_special, &ids, &n, &err);
+    bool ok = rc == 0 && ids_equal(ids, n, want, nwant);
+    CHECK_MSG(ok, "%s", what);
+    if (!ok) {
+        print_ids("expected", want, nwant);
+        print_ids("got     ", ids, n);
+    }
+    free(ids);
+}
+
+#define U2581 "\xe2\x96\x81"
+#define N_OF(a) (sizeof a / sizeof *a)
+
+/* SPM: ids 0-2 unk/bos/eos, 3..258 <0x00>..<0xFF>, then ▁ a b ▁a ab ▁ab <|x|> (259..265) with
+ * scores -1..-6 and <|x|> user-defined. "ab" -> "▁ab": the pair ▁a (-4) beats ab (-5), then ▁a+b
+ * is the token ▁ab. After the user-defined <|x|> the next text gets the "▁" prefix again. */
+static void test_mini_spm(void)
+{
+    const char *toks[266];
+    char bytes[256][7];
+    float scores[266] = {0};
+    int32_t types[266];
+    toks[0] = "<unk>", toks[1] = "<s>", toks[2] = "</s>";
+    types[0] = 2, types[1] = types[2] = 3;
+    for (int b = 0; b < 256; b++) {
+        snprintf(bytes[b], sizeof bytes[b], "<0x%02X>", b);
+        toks[3 + b] = bytes[b];
+        types[3 + b] = 6;
+    }
+    const char *rest[] = {U2581, "a", "b", U2581 "a", "ab", U2581 "ab", "<|x|>"};
+    for (int i = 0; i < 7; i++) {
+        toks[259 + i] = rest[i];
+        scores[259 + i] = i < 6 ? -(float)(i + 1) : 0;
+        types[259 + i] = i < 6 ? 1 : 4;
+    }
+    gguf_writer *w = gguf_writer_new(32);
+    gguf_w_str(w, "tokenizer.ggml.model", "llama");
+    gguf_w_arr_str(w, "tokenizer.ggml.tokens", toks, 266);
+    gguf_w_arr(w, "tokenizer.ggml.scores", GGUF_F32, scores, 266);
+    gguf_w_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, 266);
+    llm_vocab *v = vocab_from_writer(w);
+    CHECK(v != NULL);
+    if (!v)
+        return;
+    int32_t ab[] = {264};
+    expect(v, "ab", false, false, ab, 1, "mini spm: ab -> \xe2\x96\x81" "ab");
+    int32_t bos_ab[] = {1, 264};
+    expect(v, "ab", true, false, bos_ab, 2, "mini spm: add_special prepends <s> (default for SPM)");
+    int32_t user[] = {264, 265, 264};
+    expect(v, "ab<|x|>ab", false, false, user, 3, "mini spm: user-defined token matched, prefix after it");
+    /* "c" is no token: byte fallback <0x63> = 3 + 0x63; "▁" alone is 259 */
+    int32_t c[] = {259, 3 + 0x63};
+    expect(v, "c", false, false, c, 2, "mini spm: byte fallback");
+    /* "<s>" without parse_special: bytes; with it: BOS, then "▁a" */
+    int32_t s_special[] = {1, 262};
+    expect(v, "<s>a", false, true, s_special, 2, "mini spm: <s> parsed as BOS with parse_special");
+    llm_vocab_free(v);
+}
+
+/* BPE: the 256 byte characters (ids 0..255 in byte order), then he ll hell hello Ġh <|endoftext|>
+ * (256..261) with merges [h e, l l, he ll, hell o, Ġ h] in rank order. " hello": Ġ stays alone
+ * because "h e" (rank 0) takes the h before "Ġ h" (rank 4) could. */
+static void test_mini_bpe(void)
+{
+    char chars[256][3];
+    const char *toks[262];
+    for (int b = 0, extra = 0; b < 256; b++) {
+        bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+        unsigned cp = printable ? (unsigned)b : 256u + (unsigned)extra++;
+        if (cp < 0x80) {
+            chars[b][0] = (char)cp, chars[b][1] = 0;
+        } else {
+            chars[b][0] = (char)(0xC0 | (cp >> 6)), chars[b][1] = (char)(0x80 | (cp & 0x3F)), chars[b][2] = 0;
+        }
+        toks[b] = chars[b];
+    }
+    const char *rest[] = {"he", "ll", "hell", "hello", "\xc4\xa0h", "<|endoftext|>"};
+    for (int i = 0; i < 6; i++)
+        toks[256 + i] = rest[i];
+    int32_t types[262];
+    for (int i = 0; i < 262; i++)
+        types[i] = i == 261 ? 3 : 1;
+    const char *merges[] = {"h e", "l l", "he ll", "hell o", "\xc4\xa0 h"};
+    gguf_writer *w = gguf_writer_new(32);
+    gguf_w_str(w, "tokenizer.ggml.model", "gpt2");
+    gguf_w_str(w, "tokenizer.ggml.pre", "gpt-2");
+    gguf_w_arr_str(w, "tokenizer.ggml.tokens", toks, 262);
+    gguf_w_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, 262);
+    gguf_w_arr_str(w, "tokenizer.ggml.merges", merges, 5);
+    gguf_w_u32(w, "tokenizer.ggml.eos_token_id", 261);
+    llm_vocab *v = vocab_from_writer(w);
+    CHECK(v != NULL);
+    if (!v)
+        return;
+    int32_t hh[] = {259, ' ', 259};
+    expect(v, "hello hello", false, false, hh, 3, "mini bpe: hello, then Ġ + hello");
+    int32_t hx[] = {256, 'x'};
+    expect(v, "hex", false, false, hx, 2, "mini bpe: he + x");
+    /* a space before "h" alone does merge: " h" -> Ġh */
+    int32_t sh[] = {260};
+    expect(v, " h", false, false, sh, 1, "mini bpe: \xc4\xa0h");
+    /* BPE adds no BOS by default; <|endoftext|> only with parse_special */
+    int32_t eot[] = {261};
+    expect(v, "<|endoftext|>", true, true, eot, 1, "mini bpe: control token with parse_special, no BOS");
+    CHECK(llm_token_is_eog(v, 261) && !llm_vocab_add_bos(v));
+    /* bytes 0x00 and 0xFF are ids 0 and 255 through their stand-in characters, not lost */
+    int32_t *ids;
+    size_t n;
+    llm_err err;
+    CHECK(llm_tokenize(v, "\x00", 1, false, false, &ids, &n, &err) == 0 && n == 1 && ids[0] == 0);
+    free(ids);
+    llm_vocab_free(v);
+}
+
+/* WordPiece: [PAD] [UNK] [CLS] [SEP] ▁hello ▁world ing ▁, ▁play (0..8). */
+static void test_mini_wpm(void)
+{
+    const char *toks[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", U2581 "hello", U2581 "world", "ing", U2581 ",",
+                          U2581 "play"};
+    int32_t types[] = {3, 3, 3, 3, 1, 1, 1, 1, 1};
+    gguf_writer *w = gguf_writer_new(32);
+    gguf_w_str(w, "tokenizer.ggml.model", "bert");
+    gguf_w_arr_str(w, "tokenizer.ggml.tokens", toks, N_OF(toks));
+    gguf_w_arr(w, "tokenizer.ggml.token_type", GGUF_I32, types, N_OF(types));
+    gguf_w_u32(w, "tokenizer.ggml.unknown_token_id", 1);
+    gguf_w_u32(w, "tokenizer.ggml.cls_token_id", 2);
+    gguf_w_u32(w, "tokenizer.ggml.seperator_token_id", 3);
+    llm_vocab *v = vocab_from_writer(w);
+    CHECK(v != NULL);
+    if (!v)
+        return;
+    int32_t want[] = {2, 4, 7, 5, 8, 6, 1, 3};
+    expect(v, "HELLO,world  Playing playz", true, false, want, N_OF(want),
+           "mini wpm: [CLS] hello , world play ##ing [UNK] [SEP]");
+    llm_vocab_free(v);
+}
+
 /* Phi-3's chat markers swallow the whitespace after them (llama.cpp sets RSTRIP on its special
  * tokens by model name), and the text after a special token gets SentencePiece's "▁" prefix. */
 static void test_phi3_strip(const char *dir)
@@ -635,6 +801,10 @@ static void test_bounded_time(const char *name, const llm_vocab *v, bool spm_rou
 
 int main(void)
 {
+    test_mini_spm();
+    test_mini_bpe();
+    test_mini_wpm();
+    test_bad_file();
     SHARED = shared_dir();
     if (!SHARED) {
         SKIP("shared data (../shared or $LLMAP_SHARED) absent: tokenizer reference tests not run");
@@ -672,7 +842,6 @@ int main(void)
         test_bounded_time("bpe", gpt2, false);
         test_bounded_time("wpm", bert, false);
     }
-    test_bad_file();
     llm_vocab_free(spm);
     llm_vocab_free(gpt2);
     llm_vocab_free(bert);

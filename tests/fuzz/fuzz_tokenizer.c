@@ -7,7 +7,8 @@
  * emit valid UTF-8.
  *
  * The first input byte picks the tokenizer (bits 0-1), parse_special (bit 2) and add_special
- * (bit 3); the rest is the text.
+ * (bit 3); the rest is the text. With bit 4 set the rest is instead a GGUF file whose tokenizer
+ * metadata is loaded (untrusted model files) and, when it loads, used on a fixed text.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -82,8 +83,48 @@ static bool valid_utf8(const unsigned char *s, size_t n)
         }                                                                                                \
     } while (0)
 
+/* The rest of the input as a model file: loading must fail cleanly or give a usable vocabulary. */
+static void fuzz_vocab_file(const uint8_t *data, size_t size)
+{
+    gguf_file f;
+    llm_err err;
+    if (gguf_parse(&f, "fuzz.gguf", data, size, &err) == 0) {
+        llm_vocab *v = NULL;
+        if (llm_vocab_load(&f, &v, &err) == 0) {
+            static const char text[] = "Hello, world! <s><|endoftext|>[CLS] ab \xe6\x97\xa5 \xff\x00 playing";
+            for (int mode = 0; mode < 4; mode++) {
+                int32_t *ids;
+                size_t n;
+                REQUIRE(llm_tokenize(v, text, sizeof text - 1, mode & 1, mode & 2, &ids, &n, &err) == 0);
+                llm_detok d;
+                llm_buf out = {0};
+                llm_detok_init(&d, v, LLM_DETOK_SPECIAL);
+                for (size_t i = 0; i < n; i++) {
+                    REQUIRE(ids[i] >= 0 && ids[i] < llm_vocab_n(v));
+                    llm_detok_push(&d, ids[i], &out);
+                }
+                llm_detok_flush(&d, &out);
+                REQUIRE(valid_utf8((const unsigned char *)out.data, out.len));
+                llm_buf_free(&out);
+                free(ids);
+            }
+            for (int32_t id = -1; id <= llm_vocab_n(v) && id < 300; id++) {
+                char buf[8];
+                llm_token_to_piece(v, id, buf, sizeof buf, true);
+                llm_token_is_eog(v, id);
+            }
+            llm_vocab_free(v);
+        }
+    }
+    gguf_free(&f);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (size >= 1 && (data[0] & 0x10)) {
+        fuzz_vocab_file(data + 1, size - 1);
+        return 0;
+    }
     if (size < 1 || !VOCABS[0] || !VOCABS[1] || !VOCABS[2])
         return 0;
     unsigned sel = data[0] & 3;
