@@ -72,6 +72,8 @@ typedef struct run_opts {
     llmap_session_opts sess;
     llmap_sampling samp;
     const char *stops[MAX_STOPS];
+    char *owned_stops[MAX_STOPS]; /* copies of the manifest's stop strings */
+    int n_owned_stops;
     bool verbose;
 } run_opts;
 
@@ -288,6 +290,12 @@ static char *resolve_model(run_opts *o, int argc, char **argv)
         o->sess.n_ctx = p->num_ctx;
     if (!o->system && man.system && *man.system)
         o->system = llm_xstrdup(man.system);
+    if (p->set & LLM_P_STOP)
+        for (int i = 0; i < p->n_stop && o->samp.n_stop < MAX_STOPS; i++) {
+            char *copy = llm_xstrdup(p->stop[i]);
+            o->owned_stops[o->n_owned_stops++] = copy;
+            o->stops[o->samp.n_stop++] = copy;
+        }
     llm_manifest_free(&man);
     llm_store_close(store);
     return path;
@@ -726,5 +734,7 @@ out:
     llmap_model_free(m);
     free(path);
     free(o.system);
+    for (int i = 0; i < o.n_owned_stops; i++)
+        free(o.owned_stops[i]);
     return rc;
 }

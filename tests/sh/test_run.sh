@@ -57,6 +57,19 @@ first=$(head -c 3 "$tmp/a")
 echo hi | "${RUN[@]}" --temperature 0 --num-predict 12 --stop "$first" >"$tmp/st" 2>/dev/null
 check '[ "$(cat "$tmp/st")" = "" ]' "a stop string at the very start leaves an empty answer"
 
+# A model from the store: the manifest's options and system prompt apply, and the command
+# line overrides them.
+printf 'FROM %s\nPARAMETER temperature 0\nPARAMETER num_predict 12\nSYSTEM You are terse.\n' "$MODEL" >"$tmp/Modelfile"
+if "$BIN" create tiny-run-test:latest -f "$tmp/Modelfile" >/dev/null 2>"$tmp/create.err"; then
+    echo hi | "$BIN" run tiny-run-test --threads 1 >"$tmp/store" 2>/dev/null
+    check 'cmp -s "$tmp/store" "$tmp/sys"' "a store model answers with its manifest's options and system prompt"
+    echo hi | "$BIN" run tiny-run-test --threads 1 --num-predict 3 >"$tmp/store3" 2>/dev/null
+    check '[ -s "$tmp/store3" ] && [ "$(head -c "$(($(wc -c <"$tmp/store3") - 1))" "$tmp/store3")" = "$(head -c "$(($(wc -c <"$tmp/store3") - 1))" "$tmp/sys")" ] && ! cmp -s "$tmp/store3" "$tmp/sys"' \
+        "--num-predict on the command line overrides the manifest"
+else
+    bad "llmap create failed: $(cat "$tmp/create.err")"
+fi
+
 # Ctrl-C (SIGINT) during a one-shot answer stops it: exit status 130, the partial answer kept.
 "${RUN[@]}" "Tell me everything" --num-predict 100000 >"$tmp/int" 2>"$tmp/int.err" </dev/null &
 pid=$!
