@@ -100,7 +100,10 @@ enum {
                                   decoding a whole prompt, not when continuing a stream */
 };
 
-/* Ids back to bytes, appended to out (raw: no UTF-8 repair). Returns bytes appended. */
+/* Ids back to bytes, appended to out (raw: no UTF-8 repair, no clean_up_tokenization_spaces).
+ * Returns bytes appended. With LLM_DETOK_STRIP_SPACE, detokenize(tokenize(x)) == x for SPM on
+ * any bytes without a literal "▁", and for byte-level BPE on valid UTF-8 (invalid bytes come
+ * back as U+FFFD); WordPiece lowercases and drops accents, so it is not reversible. */
 size_t llm_detokenize(const llm_vocab *v, const int32_t *ids, size_t n, unsigned flags, llm_buf *out);
 
 /* Streaming detokenizer for generation: each pushed token appends only complete UTF-8
