@@ -48,25 +48,43 @@ static void sum_slice(void *ctx, int ith, int nth)
         j->sink[ith] = s;
 }
 
+int llm_bw_probe_init(llm_bw_probe *p, size_t bytes)
+{
+    p->bytes = bytes / 4096 * 4096;
+    p->buf = NULL;
+    if (p->bytes == 0 || posix_memalign(&p->buf, 4096, p->bytes))
+        return -1;
+    memset(p->buf, 1, p->bytes); /* fault every page in before timing */
+    return 0;
+}
+
+void llm_bw_probe_free(llm_bw_probe *p)
+{
+    free(p->buf);
+    p->buf = NULL;
+}
+
+double llm_bw_probe_pass(llm_bw_probe *p, llm_pool *pool)
+{
+    bw_job j = {.buf = p->buf, .bytes = p->bytes, .avx2 = have_avx2()};
+    int nth = llm_pool_threads(pool);
+    size_t per = p->bytes / (size_t)nth / 128 * 128;
+    double t0 = llm_now();
+    llm_pool_run(pool, sum_slice, &j);
+    return (double)(per * (size_t)nth) / (llm_now() - t0) / 1e9;
+}
+
 double llm_bench_bandwidth(llm_pool *pool, size_t bytes, int reps)
 {
-    bytes = bytes / 4096 * 4096;
-    void *buf = NULL;
-    if (bytes == 0 || posix_memalign(&buf, 4096, bytes))
+    llm_bw_probe p;
+    if (llm_bw_probe_init(&p, bytes))
         return -1;
-    memset(buf, 1, bytes); /* fault every page in before timing */
-    bw_job j = {.buf = buf, .bytes = bytes, .avx2 = have_avx2()};
-    int nth = llm_pool_threads(pool);
-    size_t per = bytes / (size_t)nth / 128 * 128;
     double best = 0;
     for (int r = 0; r < (reps > 0 ? reps : 1); r++) {
-        double t0 = llm_now();
-        llm_pool_run(pool, sum_slice, &j);
-        double dt = llm_now() - t0;
-        double gbps = (double)(per * (size_t)nth) / dt / 1e9;
-        if (gbps > best)
-            best = gbps;
+        double g = llm_bw_probe_pass(&p, pool);
+        if (g > best)
+            best = g;
     }
-    free(buf);
+    llm_bw_probe_free(&p);
     return best;
 }

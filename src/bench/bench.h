@@ -18,6 +18,17 @@
  * best read bandwidth of `reps` passes in GB/s (1e9 bytes/s), or -1 when out of memory. */
 double llm_bench_bandwidth(llm_pool *pool, size_t bytes, int reps);
 
+/* The same probe as a reusable buffer, so a benchmark can interleave bandwidth passes with its
+ * own passes and compare the two under the same conditions (a shared machine drifts). */
+typedef struct llm_bw_probe {
+    void *buf;
+    size_t bytes;
+} llm_bw_probe;
+
+int llm_bw_probe_init(llm_bw_probe *p, size_t bytes); /* -1 when out of memory */
+double llm_bw_probe_pass(llm_bw_probe *p, llm_pool *pool); /* GB/s of one pass */
+void llm_bw_probe_free(llm_bw_probe *p);
+
 /* The streaming sums behind llm_bench_bandwidth (returned so the loads cannot be optimized
  * away). n is a multiple of 128 and p is 32-byte aligned. */
 uint64_t llm_bench_sum_scalar(const void *p, size_t n);
