@@ -797,6 +797,10 @@ static void test_whitespace(void)
     check_jinja("  {%+ if true %}x{% endif %}", "  x");  /* '+' keeps the indentation */
     check_jinja("{% if true +%}\nx{% endif %}", "\nx");  /* ... and the newline */
     check_jinja("{% for i in [1, 2] %}\n  {{ i }}\n{% endfor %}", "  1\n  2\n");
+    /* one trailing newline of the template is dropped; CRLF and CR read as LF */
+    check_jinja("a\n", "a");
+    check_jinja("{{ 'x' }}\n\n", "x\n");
+    check_jinja("a\r\nb\rc{% if true %}\r\nd{% endif %}", "a\nb\ncd");
 }
 
 static void test_errors(void)

@@ -785,6 +785,26 @@ static int lex_code(jj *J, size_t *pp, int kind, uint32_t tag_off)
     }
 }
 
+/* As Jinja does before lexing: \r\n and \r become \n, and one trailing newline is dropped
+ * (keep_trailing_newline is off in transformers). */
+static void normalize_newlines(jj *J)
+{
+    if (!memchr(J->src, '\r', J->src_len) && !(J->src_len && J->src[J->src_len - 1] == '\n'))
+        return;
+    char *d = jalloc_raw(J, J->src_len + 1);
+    size_t n = 0;
+    for (size_t i = 0; i < J->src_len; i++) {
+        if (J->src[i] == '\r') {
+            d[n++] = '\n';
+            if (i + 1 < J->src_len && J->src[i + 1] == '\n') i++;
+        } else
+            d[n++] = J->src[i];
+    }
+    if (n && d[n - 1] == '\n') n--;
+    d[n] = 0;
+    J->src = d, J->src_len = n;
+}
+
 static void lex(jj *J)
 {
     size_t pos = 0;
@@ -2735,6 +2755,7 @@ int llm_jinja_render(const char *tmpl, const llm_chat_msg *msgs, size_t n, const
         free(J);
         return -1;
     }
+    normalize_newlines(J);
     lex(J);
     J->pos = 0;
     node *root = parse_body(J, NULL, NULL);
