@@ -25,6 +25,8 @@ skip_all() {
 
 [ -f "$SHARED/models/$MODEL.gguf" ] || skip_all "shared models not found in $SHARED/models"
 
+command -v curl >/dev/null || skip_all "curl (the command) missing: apt-get install curl"
+
 # ---- node + the pinned client libraries ----------------------------------------------------
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     if [ "$(id -u)" = 0 ]; then
