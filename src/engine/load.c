@@ -89,6 +89,28 @@ static int choose_streaming(llmap_model *mm, const llmap_load_opts *opts, llm_er
     return 0;
 }
 
+/* Cold load at disk speed (src/mem/populate.c): a resident mapping whose file is not in the
+ * page cache is read in now by large parallel sequential reads, rather than by demand faults
+ * during the first token. Not when streaming (it reads its own way), not after mlock (which
+ * faulted everything in already), and not when the file would not fit in the memory this
+ * process may use (it would only evict itself). LLMAP_NO_POPULATE=1 turns it off, to measure. */
+static void populate_if_cold(llmap_model *mm, const llmap_load_opts *opts)
+{
+    const llm_map *map = &mm->m.map;
+    if (map->mode != LLM_MAP_MMAP || mm->m.stream || map->locked || getenv("LLMAP_NO_POPULATE"))
+        return;
+    llm_sysmem sm;
+    llm_sysmem_get(&sm);
+    if (map->size > llm_sysmem_usable(&sm))
+        return;
+    llm_populate_report rep;
+    llm_map_populate(map, true, &rep);
+    if (opts->verbose && rep.cold)
+        fprintf(stderr, "llmap: cold page cache (%.0f%% resident): read %.1f MiB in %.3f s, %.2f GB/s\n",
+                rep.resident_before * 100, rep.bytes / 1048576.0, rep.seconds,
+                rep.seconds > 0 ? rep.bytes / rep.seconds / 1e9 : 0.0);
+}
+
 int llmap_model_load(const char *path, const llmap_load_opts *opts, llmap_model **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -111,6 +133,7 @@ int llmap_model_load(const char *path, const llmap_load_opts *opts, llmap_model 
     }
     if (choose_streaming(mm, opts, &e))
         goto fail;
+    populate_if_cold(mm, opts);
     if (llm_vocab_load(&mm->m.gguf, &mm->vocab, &e)) {
         llm_err_prefix(&e, "%s: tokenizer", path);
         goto fail;
@@ -151,6 +174,12 @@ void llmap_model_free(llmap_model *m)
 {
     if (!m)
         return;
+    if (m->opts.verbose && m->m.stream) { /* what streaming cost, for tuning and the memory benchmark */
+        llm_stream_stats st;
+        llm_stream_get_stats(m->m.stream, &st);
+        fprintf(stderr, "llmap: streamed %.1f MiB from disk; compute waited %.3f s for it; resident part %s\n",
+                st.bytes_read / 1048576.0, st.wait_seconds, st.locked ? "locked" : "not locked");
+    }
     llm_vocab_free(m->vocab);
     llm_model_free(&m->m);
     free(m->chat_template);

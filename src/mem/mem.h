@@ -65,6 +65,26 @@ uint64_t llm_map_resident(const llm_map *m, uint64_t off, uint64_t len);
  * streamed layers don't push resident ones out. Pages other processes map are kept. */
 void llm_map_drop_cache(const llm_map *m, uint64_t off, uint64_t len);
 
+/* ---- cold load (populate.c) ---------------------------------------------------------------- */
+
+typedef struct llm_populate_report {
+    double resident_before; /* share of a page sample that was in RAM before */
+    bool cold;              /* below the warm threshold: the file was read in */
+    bool used_populate;     /* MADV_POPULATE_READ worked (else WILLNEED + touch) */
+    uint64_t bytes;
+    double seconds;
+} llm_populate_report;
+
+/* When a sample of the mapping is not in the page cache, reads the whole file in with two
+ * readers populating large chunks in file order (instead of demand faults during the first
+ * token); a progress bar on stderr when `progress`, stderr is a terminal and it takes > 1 s.
+ * Warm cache or READ mode: returns at once. rep may be NULL. Always 0 (a failed read-ahead
+ * only means the weights fault in later). */
+int llm_map_populate(const llm_map *m, bool progress, llm_populate_report *rep);
+/* Reads [off, off+len) into the page cache and maps it now, in large pieces, with up to
+ * `threads` readers (1: on the calling thread). Used by streaming for its prefetches. */
+void llm_map_populate_range(const llm_map *m, uint64_t off, uint64_t len, int threads);
+
 /* ---- streaming (stream.c) ------------------------------------------------------------------ */
 
 typedef struct llm_range {
@@ -84,6 +104,13 @@ void llm_stream_free(llm_stream *s);
 void llm_stream_layer(llm_stream *s, int il);
 int llm_stream_first_streamed(const llm_stream *s);
 uint64_t llm_stream_resident_bytes(const llm_stream *s);
+
+typedef struct llm_stream_stats {
+    uint64_t bytes_read;  /* streamed bytes read so far */
+    double wait_seconds;  /* compute time spent waiting for a streamed layer to arrive */
+    bool locked;          /* the resident part is locked in RAM */
+} llm_stream_stats;
+void llm_stream_get_stats(llm_stream *s, llm_stream_stats *st);
 
 /* ---- thrash detection (thrash.c) ----------------------------------------------------------- */
 

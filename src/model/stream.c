@@ -40,11 +40,16 @@ int llm_model_stream(llm_model *m, uint64_t budget, llm_err *err)
                 hi = r->off + r->len > hi ? r->off + r->len : hi;
             }
             *r = (llm_range){lo, hi - lo};
+        } else if (!m->tied_output && !strcmp(t->name, "token_embd.weight")) {
+            /* untied embeddings: one row per token, so neither kept resident nor read around
+             * (the kernel's mmap read-around would pull megabytes per looked-up row) */
+            llm_map_advise(&m->map, off, t->size, LLM_ADV_RANDOM);
         } else {
             hot[n_hot++] = (llm_range){off, t->size};
         }
     }
-    m->stream = llm_stream_new(&m->map, layers, n_layer, hot, n_hot, budget, 2, err);
+    /* one layer read ahead: two readers keep the disk busy on it while the current one computes */
+    m->stream = llm_stream_new(&m->map, layers, n_layer, hot, n_hot, budget, 1, err);
     free(layers);
     free(hot);
     return m->stream ? 0 : -1;

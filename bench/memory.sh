@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# memory.sh — a model twice the size of the memory it may use: plain mmap against streaming.
+#
+# Generates (once, cached under build/bench-models/) a 1.1B-shape Llama in Q8_0 (~1.17 GB),
+# creates a memory cgroup for its own runs with a 600 MiB limit (v1 memory.limit_in_bytes, or
+# v2 memory.max), drops the page cache, and times `llmap run --num-predict 16` inside it:
+#   mmap    the shared mapping paged on demand (--mmap: the kernel's LRU decides what stays);
+#   stream  what llmap chooses by itself (`fit` sees the cgroup limit and streams: leading
+#           layers + embeddings stay resident, the rest is read ahead and dropped behind).
+# Around every run the disk's sequential read bandwidth is measured with a cold `dd bs=4M`
+# of another file of the same size, so each tokens/s sits next to the bound of the same
+# moment: disk bandwidth ÷ bytes that must come from disk per token when the rest stays
+# resident (weights − (limit − runtime overhead)). Both answers must equal the resident run's
+# (greedy decoding: same tokens).
+#
+# Run by hand or by `make bench`, never by `make test` (minutes, and it drops the page cache).
+# Needs root for the cgroup and drop_caches; skips loudly otherwise.
+# Environment: LLMAP_BIN (default ./llmap), LIMIT_MIB (600), NPREDICT (16), OVERHEAD_MIB (75:
+# what a runtime needs besides weights inside the limit, so 600 MiB keeps ~550 MB of weights,
+# as in ../shared/machine.md), REPS (1), LLMAP_BENCH_DROP=file (drop only this benchmark's
+# files from the page cache instead of all of it).
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${LLMAP_BIN:-$ROOT/llmap}
+MODELS=$ROOT/build/bench-models
+LIMIT_MIB=${LIMIT_MIB:-600}
+NPREDICT=${NPREDICT:-16}
+OVERHEAD_MIB=${OVERHEAD_MIB:-75}
+REPS=${REPS:-1}
+PROMPT="Once upon a time"
+MODEL=$MODELS/llama-1.1b-q8_0.gguf
+PROBE=$MODELS/disk-probe.bin
+
+say() { printf '%s\n' "$*"; }
+die() { say "memory.sh: $*" >&2; exit 1; }
+skip() { say "memory.sh: SKIP: $*" >&2; exit 0; }
+
+[ -x "$BIN" ] || die "no llmap binary at $BIN (build it, or set LLMAP_BIN)"
+[ "$(id -u)" -eq 0 ] || skip "needs root (memory cgroup and drop_caches)"
+mkdir -p "$MODELS"
+
+# ---- inputs (generated once) -----------------------------------------------------------------
+if [ ! -s "$MODEL" ]; then
+    say "generating $MODEL (1.1B shape, Q8_0; a minute or two, once)"
+    "$BIN" synth --shape 1.1b --type q8_0 --quiet "$MODEL" || die "llmap synth failed"
+fi
+size=$(stat -c %s "$MODEL")
+if [ "$(stat -c %s "$PROBE" 2>/dev/null || echo 0)" -ne "$size" ]; then
+    say "writing $PROBE ($size random bytes, the disk bandwidth probe; once)"
+    { head -c "$size" /dev/urandom >"$PROBE.tmp" && mv "$PROBE.tmp" "$PROBE"; } || die "cannot write $PROBE"
+fi
+
+# ---- page cache and disk bandwidth ----------------------------------------------------------
+drop_cache() {
+    sync
+    if [ "${LLMAP_BENCH_DROP:-all}" = file ]; then
+        for f in "$MODEL" "$PROBE"; do dd if="$f" iflag=nocache count=0 status=none; done
+    else
+        echo 3 >/proc/sys/vm/drop_caches
+    fi
+}
+
+# GB/s of one cold sequential read of the probe file (dd bs=4M, as in ../shared/machine.md).
+disk_bw() {
+    dd if="$PROBE" iflag=nocache count=0 status=none
+    dd if="$PROBE" of=/dev/null bs=4M 2>&1 |
+        awk '/bytes/ { for (i = 1; i <= NF; i++) if ($i == "s," || $i ~ /^s,/) s = $(i - 1); printf "%.3f\n", $1 / s / 1e9 }'
+}
+
+# ---- the cgroup ------------------------------------------------------------------------------
+CG=
+cleanup() {
+    [ -n "$CG" ] && [ -d "$CG" ] && rmdir "$CG" 2>/dev/null
+    return 0
+}
+trap cleanup EXIT
+
+cgroup_setup() {
+    local name=llmap-bench-$$ bytes=$((LIMIT_MIB << 20)) parent rel
+    if [ -f /sys/fs/cgroup/cgroup.controllers ]; then # v2: a child of our own group
+        rel=$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup)
+        parent=/sys/fs/cgroup${rel%/}
+        grep -qw memory "$parent/cgroup.subtree_control" 2>/dev/null ||
+            echo +memory >"$parent/cgroup.subtree_control" 2>/dev/null ||
+            skip "cgroup v2: cannot enable the memory controller under $parent"
+        CG=$parent/$name
+        mkdir "$CG" || skip "cannot create $CG"
+        echo "$bytes" >"$CG/memory.max" || skip "cannot set $CG/memory.max"
+        echo 0 >"$CG/memory.swap.max" 2>/dev/null
+    else # v1: a child of our own memory group
+        rel=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ { print $3 }' /proc/self/cgroup)
+        [ -d /sys/fs/cgroup/memory ] || skip "no memory cgroup controller mounted"
+        parent=/sys/fs/cgroup/memory${rel%/}
+        CG=$parent/$name
+        mkdir "$CG" || skip "cannot create $CG"
+        echo "$bytes" >"$CG/memory.limit_in_bytes" || skip "cannot set $CG/memory.limit_in_bytes"
+    fi
+}
+
+# Runs a command inside the cgroup (the shell moves itself in, then becomes the command).
+in_cgroup() { sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG" "$@"; }
+
+# ---- one measured run ------------------------------------------------------------------------
+# run_llmap OUT_PREFIX LAUNCHER [llmap run options...]: answer in OUT.txt, stderr in OUT.err;
+# LAUNCHER is "direct" or "in_cgroup".
+run_llmap() {
+    local out=$1 launch=$2
+    shift 2
+    [ "$launch" = direct ] && launch=
+    $launch "$BIN" run "$MODEL" "$PROMPT" --num-predict "$NPREDICT" --temperature 0 --ctx 128 --verbose "$@" \
+        >"$out.txt" 2>"$out.err"
+}
+field() { # field FILE: tokens/s of generation, MiB read, major faults, resident MiB when streaming
+    awk '/^generation:/ { for (i = 1; i <= NF; i++) if ($i == "tokens/s") g = $(i - 1) }
+         /^page faults:/ { maj = $3; for (i = 1; i <= NF; i++) if ($i == "MiB") r = $(i - 1) }
+         /streaming .* MiB resident/ { for (i = 1; i <= NF; i++) if ($i == "MiB") res = $(i - 1) }
+         END { printf "%s %s %s %s\n", g + 0, r + 0, maj + 0, res + 0 }' "$1"
+}
+
+tmp=$(mktemp -d)
+trap 'cleanup; rm -rf "$tmp"' EXIT
+
+say "model     $MODEL ($(awk -v s="$size" 'BEGIN { printf "%.0f MB", s / 1e6 }'))"
+say "limit     $LIMIT_MIB MiB memory cgroup; $NPREDICT tokens, greedy, prompt \"$PROMPT\""
+
+# The reference: resident (no limit, warm), the tokens every other run must reproduce.
+drop_cache
+run_llmap "$tmp/ref" direct --mmap || die "resident run failed: $(tail -3 "$tmp/ref.err")"
+read -r ref_tps _ <<<"$(field "$tmp/ref.err")"
+say "resident  $ref_tps tokens/s (no limit; the answer every limited run must reproduce)"
+
+cgroup_setup
+say "cgroup    $CG"
+fails=0
+for _ in $(seq "$REPS"); do
+    for mode in mmap stream; do
+        drop_cache
+        bw1=$(disk_bw)
+        drop_cache
+        if [ "$mode" = mmap ]; then flag=--mmap; else flag=; fi
+        t0=$(date +%s.%N)
+        # shellcheck disable=SC2086 # flag is empty or one word
+        run_llmap "$tmp/$mode" in_cgroup $flag
+        rc=$?
+        t1=$(date +%s.%N)
+        bw2=$(disk_bw)
+        read -r tps mib maj res <<<"$(field "$tmp/$mode.err")"
+        if [ $rc -ne 0 ]; then
+            say "$mode: llmap failed (rc $rc): $(tail -3 "$tmp/$mode.err")"
+            fails=$((fails + 1))
+            continue
+        fi
+        same=identical
+        cmp -s "$tmp/ref.txt" "$tmp/$mode.txt" || { same="DIFFERENT from the resident run"; fails=$((fails + 1)); }
+        if [ "$mode" = stream ] && [ "$res" = 0 ]; then
+            same="$same; but llmap did not choose streaming"
+            fails=$((fails + 1))
+        fi
+        awk -v m="$mode" -v tps="$tps" -v mib="$mib" -v maj="$maj" -v res="$res" -v bw1="$bw1" -v bw2="$bw2" \
+            -v size="$size" -v lim="$LIMIT_MIB" -v ovh="$OVERHEAD_MIB" -v n="$NPREDICT" -v wall="$(echo "$t1 - $t0" | bc)" \
+            -v same="$same" 'BEGIN {
+                bw = (bw1 + bw2) / 2
+                keep = (lim - ovh) * 1048576; from_disk = size - keep
+                bound = bw * 1e9 / from_disk; reread = bw * 1e9 / size
+                printf "%-7s %6.2f tokens/s | disk %.2f GB/s (%.2f before, %.2f after) | bound %.2f tokens/s (%.0f MB from disk per token) -> %.2f of bound | re-read-all bound %.2f | %.0f MiB read (%.0f per token), %d major faults, wall %.1f s%s | %s\n",
+                    m, tps, bw, bw1, bw2, bound, from_disk / 1e6, tps / bound, reread, mib, mib / (n + 1), maj, wall,
+                    (res > 0 ? sprintf(", %d MiB resident", res) : ""), same
+            }'
+        cp "$tmp/$mode.err" "$MODELS/last-$mode.err" 2>/dev/null
+    done
+done
+[ "$fails" -eq 0 ] || die "$fails run(s) failed or differed (stderr of the last runs: $MODELS/last-*.err)"

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# test_coldload — loading a model whose file is not in the page cache.
+#
+# A private copy of a shared model is evicted from the page cache (posix_fadvise DONTNEED, via
+# `dd iflag=nocache count=0`; the copy is ours alone, so no other process keeps its pages), then
+# `llmap run` loads it: the answer equals the warm run's (greedy), the load reports that it found
+# the cache cold and read the file in, and afterwards the whole file is in the page cache
+# (fincore) — demand faults for one token would leave the unused embedding rows out. With
+# LLMAP_NO_POPULATE=1 the same cold run still answers the same. Timing is not checked here
+# (a shared machine is too noisy for a test; bench/memory.sh and the report measure it).
+set -u
+BIN=${LLMAP_BIN:-./llmap}
+ROOT=${LLMAP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+SHARED=${LLMAP_SHARED:-$ROOT/../shared}
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL test_coldload: $*" >&2; }
+check() { if eval "$1"; then ok; else bad "$2"; fi; }
+finish() { echo "coldload: $pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit; }
+skip() {
+    echo "SKIP test_coldload: $1" >&2
+    [ -n "${LLMAP_REQUIRE_SHARED:-}" ] && bad "required: $1"
+    finish
+}
+
+SRC=$SHARED/models/tiny-llama-q8_0.gguf
+[ -f "$SRC" ] || skip "$SRC not found (set LLMAP_SHARED)"
+command -v fincore >/dev/null || skip "fincore (util-linux) not installed"
+dd if=/dev/null iflag=nocache count=0 status=none 2>/dev/null || skip "dd has no iflag=nocache (not GNU coreutils)"
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+MODEL=$tmp/m.gguf
+# Written through to disk (conv=fsync): dirty pages cannot be evicted.
+dd if="$SRC" of="$MODEL" bs=1M conv=fsync status=none
+size=$(stat -c %s "$MODEL")
+pages_bytes=$(((size + 4095) / 4096 * 4096)) # fincore counts whole pages
+
+resident() { fincore -b -n -o RES "$MODEL" | tr -d ' '; }
+evict() { dd if="$MODEL" iflag=nocache count=0 status=none; }
+run() { "$BIN" run "$MODEL" "Hello" --num-predict 4 --temperature 0 --verbose "$@"; }
+
+# ---- warm: the reference answer -----------------------------------------------------------------
+run >"$tmp/warm.out" 2>"$tmp/warm.err"
+check '[ $? -eq 0 ] && [ -s "$tmp/warm.out" ]' "warm run answers ($(tail -2 "$tmp/warm.err"))"
+check '! grep -q "cold page cache" "$tmp/warm.err"' "a warm load does not read the file again"
+
+# ---- cold, populated ----------------------------------------------------------------------------
+evict
+before=$(resident)
+check '[ "$before" -lt $((size / 10)) ]' "the copy was evicted before the cold run ($before of $size bytes resident)"
+run >"$tmp/cold.out" 2>"$tmp/cold.err"
+check '[ $? -eq 0 ] && cmp -s "$tmp/warm.out" "$tmp/cold.out"' \
+    "cold run gives the warm run's answer ($(head -c 200 "$tmp/cold.out") vs $(head -c 200 "$tmp/warm.out"))"
+check 'grep -q "cold page cache" "$tmp/cold.err"' "the cold load is detected and read in ($(grep -m1 llmap: "$tmp/cold.err"))"
+after=$(resident)
+check '[ "$after" -ge "$size" ] && [ "$after" -le "$pages_bytes" ]' \
+    "after a cold load the whole file is in the page cache ($after of $size bytes)"
+
+# ---- cold, demand faults only -------------------------------------------------------------------
+evict
+LLMAP_NO_POPULATE=1 run >"$tmp/demand.out" 2>"$tmp/demand.err"
+echo "coldload: resident after a cold run: $after bytes populated, $(resident) by demand faults (of $size)"
+check '[ $? -eq 0 ] && cmp -s "$tmp/warm.out" "$tmp/demand.out"' "cold run by demand faults answers the same"
+check '! grep -q "cold page cache" "$tmp/demand.err"' "LLMAP_NO_POPULATE=1 turns the read-in off"
+
+# ---- --no-mmap and streaming do not populate the mapping ----------------------------------------
+evict
+run --no-mmap >"$tmp/read.out" 2>"$tmp/read.err"
+check '[ $? -eq 0 ] && cmp -s "$tmp/warm.out" "$tmp/read.out" && ! grep -q "cold page cache" "$tmp/read.err"' \
+    "--no-mmap reads the file itself (same answer, no populate)"
+evict
+LLMAP_STREAM_BUDGET=1 run >"$tmp/stream.out" 2>"$tmp/stream.err"
+check '[ $? -eq 0 ] && cmp -s "$tmp/warm.out" "$tmp/stream.out" && ! grep -q "cold page cache" "$tmp/stream.err"' \
+    "streaming reads its own way (same answer, no populate): $(grep -m1 streaming "$tmp/stream.err")"
+finish
