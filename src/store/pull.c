@@ -269,7 +269,48 @@ typedef struct file_sink {
     int write_error;
     uint64_t limit;    /* expected size (0: unknown): a server sending more is cut off */
     int too_long;
+    const char *meta;  /* where the validator of a fresh response is kept (NULL: not kept) */
+    char validator[256]; /* strong ETag or Last-Modified of the current response */
 } file_sink;
+
+/* Remembers the response's validator for If-Range: a strong ETag, else Last-Modified. Each
+ * response (after a redirect too) starts with its status line, which resets it. */
+static size_t header_cb(char *p, size_t sz, size_t n, void *ud)
+{
+    file_sink *f = ud;
+    size_t len = sz * n;
+    if (len >= 5 && !strncmp(p, "HTTP/", 5)) {
+        f->validator[0] = 0;
+        return len;
+    }
+    int etag = len > 5 && !strncasecmp(p, "ETag:", 5);
+    int lm = len > 14 && !strncasecmp(p, "Last-Modified:", 14);
+    if (!etag && !(lm && !f->validator[0]))
+        return len;
+    const char *v = p + (etag ? 5 : 14), *end = p + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    if (etag && end - v >= 2 && !strncmp(v, "W/", 2))
+        return len; /* weak validators cannot be used in If-Range */
+    if (end > v && (size_t)(end - v) < sizeof f->validator) {
+        memcpy(f->validator, v, (size_t)(end - v));
+        f->validator[end - v] = 0;
+    }
+    return len;
+}
+
+/* A fresh (200) body starts a new partial file: record what it is a partial copy of. */
+static void keep_validator(const file_sink *f)
+{
+    if (!f->meta)
+        return;
+    if (f->validator[0])
+        llm_write_atomic(f->meta, f->validator, strlen(f->validator), NULL);
+    else
+        unlink(f->meta);
+}
 
 /* The first bytes decide what the response is: 206 continues the partial file, 200 means the
  * server ignored the Range and sends everything (start over), anything else is an error
@@ -287,6 +328,8 @@ static size_t file_write(char *p, size_t sz, size_t n, void *ud)
             f->offset = 0;
             f->prog->start = f->prog->now = 0;
         }
+        if (f->code == 200)
+            keep_validator(f);
     }
     if (f->code != 200 && f->code != 206) {
         if (f->errbody.len < 512)
@@ -324,8 +367,8 @@ static int xfer_info(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t 
 
 /* Downloads url into the partial file (kept on failure so the next pull resumes). Takes an
  * exclusive lock on the partial file so two pulls of the same thing cannot interleave. */
-static int download(const char *url, const char *partial, uint64_t expect_size, const llm_pull_opts *o,
-                    const char *label, llm_err *err)
+static int download(const char *url, const char *partial, const char *meta, uint64_t expect_size,
+                    const llm_pull_opts *o, const char *label, llm_err *err)
 {
     int fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -356,7 +399,25 @@ static int download(const char *url, const char *partial, uint64_t expect_size, 
         close(fd);
         return llm_errf(err, "cannot start libcurl");
     }
-    file_sink f = {.fd = fd, .offset = have, .curl = c, .prog = &prog, .limit = expect_size};
+    file_sink f = {.fd = fd, .offset = have, .curl = c, .prog = &prog, .limit = expect_size, .meta = meta};
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &f);
+    /* If-Range: the server sends the rest only if the file is still the one the partial
+     * copy came from, otherwise all of it (200, start over) — never a splice of two files. */
+    struct curl_slist *hdrs = NULL;
+    if (have && meta && access(meta, F_OK) == 0) {
+        llm_buf line = {0};
+        FILE *mf = fopen(meta, "r");
+        char vbuf[256];
+        if (mf && fgets(vbuf, sizeof vbuf, mf) && vbuf[0] && !strpbrk(vbuf, "\r\n")) {
+            llm_buf_printf(&line, "If-Range: %s", vbuf);
+            hdrs = curl_slist_append(hdrs, line.data);
+            curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+        }
+        if (mf)
+            fclose(mf);
+        llm_buf_free(&line);
+    }
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, file_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &f);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
@@ -373,6 +434,7 @@ static int download(const char *url, const char *partial, uint64_t expect_size, 
     if (!f.checked)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     curl_easy_cleanup(c);
+    curl_slist_free_all(hdrs);
     int result = 0;
     if (f.too_long) {
         /* Nothing of it can be trusted; an empty file is removed below. */
@@ -401,8 +463,11 @@ static int download(const char *url, const char *partial, uint64_t expect_size, 
     llm_buf_free(&f.errbody);
     /* An empty partial file (the request failed before any byte arrived) resumes nothing. */
     struct stat end;
-    if (result != 0 && fstat(fd, &end) == 0 && end.st_size == 0)
+    if (result != 0 && fstat(fd, &end) == 0 && end.st_size == 0) {
         unlink(partial);
+        if (meta)
+            unlink(meta);
+    }
     close(fd);
     return result;
 }
@@ -491,10 +556,15 @@ static int pull_file(llm_store *s, const llm_pull_source *src, const llm_pull_op
     llm_manifest m = {0};
     m.name = n->full;
     m.source = src->url;
-    int rc = download(src->url, partial.data, 0, o, n->full, err);
+    llm_buf meta = {0};
+    llm_buf_printf(&meta, "%s.meta", partial.data);
+    int rc = download(src->url, partial.data, meta.data, 0, o, n->full, err);
     if (rc == 0)
         rc = verify_and_commit(s, partial.data, want, 0, &m, err);
+    if (access(partial.data, F_OK) != 0)
+        unlink(meta.data); /* consumed or rejected: nothing left to resume */
     llm_buf_free(&partial);
+    llm_buf_free(&meta);
     return rc;
 }
 
@@ -660,7 +730,8 @@ static int pull_registry(llm_store *s, const llm_pull_source *src, const llm_pul
         m.size = model.size;
         rc = llm_store_add(s, NULL, &m, err);
     } else {
-        rc = download(blob_url.data, partial, model.size, o, n->full, err);
+        /* Content-addressed: the digest already says what the partial file is a copy of. */
+        rc = download(blob_url.data, partial, NULL, model.size, o, n->full, err);
         if (rc == 0)
             rc = verify_and_commit(s, partial, model.digest + 7, model.size, &m, err);
     }

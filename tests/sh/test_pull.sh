@@ -121,9 +121,14 @@ class H(http.server.BaseHTTPRequestHandler):
         path = os.path.join(root, os.path.basename(self.path))
         if not os.path.isfile(path):
             self.send_error(404); return
-        size = os.path.getsize(path)
+        st = os.stat(path)
+        size = st.st_size
+        etag = '"%d-%d"' % (st.st_mtime_ns, size)
         rng = self.headers.get('Range')
+        ifr = self.headers.get('If-Range')
         start = 0
+        if rng and ifr and ifr != etag:
+            rng = None  # the file changed since the partial copy: send all of it (RFC 9110 If-Range)
         if rng and rng.startswith('bytes='):
             start = int(rng[6:].split('-')[0])
             if start >= size:
@@ -131,6 +136,7 @@ class H(http.server.BaseHTTPRequestHandler):
             self.send_response(206); self.send_header('Content-Range', 'bytes %d-%d/%d' % (start, size - 1, size))
         else:
             self.send_response(200)
+        self.send_header('ETag', etag)
         self.send_header('Content-Length', str(size - start)); self.end_headers()
         sent = 0
         try:
@@ -143,7 +149,7 @@ class H(http.server.BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:
-            with open(log, 'a') as L: L.write('%s %d %d\n' % (rng.replace(' ', '') if rng else '-', start, sent))
+            with open(log, 'a') as L: L.write('%s %d %d %s\n' % (rng.replace(' ', '') if rng else '-', start, sent, 'if-range' if ifr else '-'))
 http.server.ThreadingHTTPServer(('127.0.0.1', port), H).serve_forever()
 EOF
 P2=$(free_port)
@@ -170,12 +176,33 @@ check "store check passes with a partial download" "$BIN" store check
 sleep 0.3 # let the server log the broken transfer
 check "resumed pull succeeds" "$BIN" pull "http://127.0.0.1:$P2/tiny.gguf#sha256=$SUM" resumed --quiet
 last=$(tail -1 "$LOG")
-read -r rng start sent <<<"$last"
+read -r rng start sent ifr <<<"$last"
 check "second request asked for bytes=$have- (log: $last)" test "$rng" = "bytes=$have-"
 check "second request sent only the rest ($sent = $SIZE - $have)" test "$sent" -eq $((SIZE - have))
 check "resumed blob verified" test "$(sha "$LLMAP_HOME/blobs/sha256-$SUM")" = "$SUM"
 check "resumed model listed" grep -q '^resumed:latest ' <("$BIN" list)
 check "partial file consumed" test -z "$(ls -A "$LLMAP_HOME/tmp")"
+check "resume sent If-Range with the ETag the server gave" test "$ifr" = if-range
+
+# The file changes on the server between the two attempts: If-Range makes the server send
+# all of the new file (200) instead of splicing its tail onto the old beginning.
+QWEN=$SHARED/models/tiny-qwen2-q4_0.gguf
+cp "$T/srv/tiny.gguf" "$T/srv/swap.gguf"
+LLMAP_PULL_RATE_LIMIT=2m "$BIN" pull "http://127.0.0.1:$P2/swap.gguf" swapped --quiet &
+PULL=$!
+for _ in $(seq 1 200); do
+    partial=$(ls "$LLMAP_HOME"/tmp/pull-*.partial 2>/dev/null | head -1)
+    [ -n "$partial" ] && [ "$(stat -c %s "$partial")" -ge 2000000 ] && break
+    sleep 0.05
+done
+kill -9 $PULL 2>/dev/null; wait $PULL 2>/dev/null
+cp "$QWEN" "$T/srv/swap.gguf.new" && mv -f "$T/srv/swap.gguf.new" "$T/srv/swap.gguf"
+sleep 0.3
+check "pull of the changed file succeeds" "$BIN" pull "http://127.0.0.1:$P2/swap.gguf" swapped --quiet
+read -r rng start sent ifr <<<"$(tail -1 "$LOG")"
+check "changed file: If-Range sent, whole new file received ($rng $start $sent $ifr)" \
+    test "$ifr" = if-range -a "$start" = 0 -a "$sent" = "$(stat -c %s "$QWEN")"
+check "changed file: the blob is exactly the new file" test -f "$LLMAP_HOME/blobs/sha256-$(sha "$QWEN")"
 
 # ---- 4. an OCI/Docker registry in Ollama's layout -------------------------------------------
 if ! command -v docker-registry >/dev/null; then
