@@ -19,14 +19,14 @@
 #include "cli/cli.h"
 #include "model/model.h"
 
-static const char USAGE[] = "llmap bench MODEL.gguf [-t THREADS] [--pp N] [--tg N] [--reps N] [--json]\n"
+static const char USAGE[] = "llmap bench MODEL.gguf [-t THREADS] [--pp N] [--tg N] [--reps N] [--no-mmap] [--json]\n"
                             "  ppN: N prompt tokens in one batch; tgN: N tokens generated one at a time\n"
                             "  (defaults pp512, tg128, best of 1 rep; THREADS defaults to one per CPU)";
 
 typedef struct bench_args {
     const char *model;
     int threads, pp, tg, reps;
-    bool json;
+    bool json, no_mmap;
 } bench_args;
 
 static int parse(int argc, char **argv, bench_args *a)
@@ -34,19 +34,21 @@ static int parse(int argc, char **argv, bench_args *a)
     static const struct option opts[] = {
         {"threads", required_argument, 0, 't'}, {"pp", required_argument, 0, 'p'},
         {"tg", required_argument, 0, 'g'},      {"reps", required_argument, 0, 'r'},
-        {"json", no_argument, 0, 'j'},          {"help", no_argument, 0, 'h'}, {0},
+        {"json", no_argument, 0, 'j'},          {"no-mmap", no_argument, 0, 'n'},
+        {"help", no_argument, 0, 'h'},          {0},
     };
     *a = (bench_args){.pp = 512, .tg = 128, .reps = 1};
     a->model = argv[0];
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "t:p:g:r:jh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:p:g:r:jnh", opts, NULL)) != -1) {
         switch (c) {
         case 't': a->threads = atoi(optarg); break;
         case 'p': a->pp = atoi(optarg); break;
         case 'g': a->tg = atoi(optarg); break;
         case 'r': a->reps = atoi(optarg); break;
         case 'j': a->json = true; break;
+        case 'n': a->no_mmap = true; break;
         case 'h': printf("usage: %s\n", USAGE); return 1;
         default: return -1;
         }
@@ -156,7 +158,8 @@ int cmd_bench_model(int argc, char **argv)
     llm_model m;
     bench_result r = {0};
     double t0 = llm_now();
-    if (llm_model_load(&m, a.model, NULL, &err))
+    llm_map_opts mo = {.mode = a.no_mmap ? LLM_MAP_READ : LLM_MAP_MMAP};
+    if (llm_model_load(&m, a.model, &mo, &err))
         return cli_fail("bench", "%s", err.msg);
     r.load_s = llm_now() - t0;
     r.tok_bytes = bytes_per_token(&m);
@@ -183,7 +186,7 @@ int cmd_bench_model(int argc, char **argv)
         } else {
             printf("model      %s (%s, %.2fB params, %.1f MiB of weights)\n", a.model, m.hp.arch_name,
                    (double)m.n_params / 1e9, (double)m.weight_bytes / (1 << 20));
-            printf("threads    %d   load %.3f s (mapping)\n", threads, r.load_s);
+            printf("threads    %d   load %.3f s (%s)\n", threads, r.load_s, a.no_mmap ? "read" : "mapping");
             printf("bandwidth  %.2f GB/s measured read\n", r.bw_gbs);
             if (a.pp)
                 printf("pp%-4d     %8.2f tokens/s   (%.2f per CPU-second)\n", a.pp, r.pp_tps, r.pp_cpu_tps);
