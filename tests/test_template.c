@@ -535,6 +535,9 @@ static void test_families(void)
                "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nI am an assistant<|eot_id|>"
                "<|start_header_id|>user<|end_header_id|>\n\nAnother question<|eot_id|><|start_header_id|>assistant"
                "<|end_header_id|>\n\n");
+    static const llm_chat_msg nbsp[] = {{"user", "\xc2\xa0 Hi\xe3\x80\x80"}};
+    check_both("llama3 trims Unicode whitespace", LLAMA3, nbsp, 1, "", "", false, "llama3",
+               "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>");
     check_both("llama3 no generation prompt", LLAMA3, CONV + 1, 1, "<|begin_of_text|>", "", false, "llama3",
                "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|>");
 
@@ -625,7 +628,7 @@ static void test_families(void)
 static void test_native_matches_interpreter(void)
 {
     static const char *const pool[] = {"", "x", "  padded  ", "line1\nline2\n", "unicode é 日本 🦙",
-                                       "{{ not a tag }} {% neither %}", "\ttab\t", "a'b\"c\\d"};
+                                       "{{ not a tag }} {% neither %}", "\ttab\xc2\xa0", "a'b\"c\\d"};
     struct { const char *name, *tmpl; int system_ok; } fams[] = {
         {"qwen2", QWEN2, 1},         {"llama3", LLAMA3, 1},      {"mistral v0.1", MISTRAL_V01, 0},
         {"mixtral", MIXTRAL, 0},     {"zephyr", ZEPHYR, 1},      {"gemma", GEMMA, 0},
@@ -762,6 +765,9 @@ static void test_constructs(void)
     check_jinja("{{ [1, {'k': 'vé'}] | tojson(indent=2) }}", "[\n  1,\n  {\n    \"k\": \"vé\"\n  }\n]");
     check_jinja("{{ 'a\nb' | indent(2) }}|{{ 'a\nb' | indent(2, first=true) }}", "a\n  b|  a\n  b");
     /* methods */
+    /* Python whitespace includes U+00A0, U+3000, ... (trim, strip, split) */
+    check_jinja("{{ '\\u00a0\\u3000x y\\u2009' | trim }}|{{ '\\x1c\\u00e9\\u0085'.strip() }}|{{ 'a\\u3000b c'.split() }}",
+                "x y|é|['a', 'b', 'c']");
     check_jinja("{{ '  x  '.strip() }}|{{ 'xxaxx'.lstrip('x') }}|{{ 'xxaxx'.rstrip('x') }}|{{ 'a,b,,c'.split(',') }}|"
                 "{{ ' a  b c '.split() }}|{{ 'a-b-c'.split('-', 1) }}",
                 "x|axx|xxa|['a', 'b', '', 'c']|['a', 'b', 'c']|['a', 'b-c']");

@@ -1882,19 +1882,15 @@ static const jstr *arg_str(jj *J, const args *a, size_t i, const char *name, con
 /* Python str.strip family: chars NULL = whitespace. which: 1 = left, 2 = right, 3 = both. */
 static jv strip(jj *J, const jstr *s, const jstr *chars, int which)
 {
-    size_t a = 0, b = s->len;
-    for (;;) {
-        if (!(which & 1) || a >= b) break;
-        char c = s->s[a];
-        if (chars ? memchr(chars->s, c, chars->len) != NULL : is_ws(c)) a++;
-        else break;
+    size_t a = 0, b = s->len, k;
+    if (!chars) { /* Python whitespace, Unicode included */
+        while ((which & 1) && a < b && (k = llm_py_space_at(s->s + a, b - a))) a += k;
+        while ((which & 2) && b > a && (k = llm_py_space_before(s->s + a, b - a))) b -= k;
+        return vstr(J, s->s + a, b - a);
     }
-    for (;;) {
-        if (!(which & 2) || b <= a) break;
-        char c = s->s[b - 1];
-        if (chars ? memchr(chars->s, c, chars->len) != NULL : is_ws(c)) b--;
-        else break;
-    }
+    /* explicit characters: byte-wise, exact for ASCII sets (the only ones templates use) */
+    while ((which & 1) && a < b && memchr(chars->s, s->s[a], chars->len)) a++;
+    while ((which & 2) && b > a && memchr(chars->s, s->s[b - 1], chars->len)) b--;
     return vstr(J, s->s + a, b - a);
 }
 
@@ -1952,18 +1948,19 @@ static jv str_split(jj *J, const jstr *s, const jstr *sep, int64_t maxsplit)
     jlist *l = mklist(J, 0);
     size_t i = 0;
     int64_t done = 0;
-    if (!sep) { /* runs of whitespace, no empty strings */
+    if (!sep) { /* runs of (Python) whitespace, no empty strings */
+        size_t k;
         for (;;) {
-            while (i < s->len && is_ws(s->s[i])) i++;
+            while (i < s->len && (k = llm_py_space_at(s->s + i, s->len - i))) i += k;
             if (i >= s->len) break;
             if (maxsplit >= 0 && done >= maxsplit) {
                 size_t e = s->len;
-                while (e > i && is_ws(s->s[e - 1])) e--;
+                while (e > i && (k = llm_py_space_before(s->s + i, e - i))) e -= k;
                 list_push(J, l, vstr(J, s->s + i, e - i));
                 break;
             }
             size_t st = i;
-            while (i < s->len && !is_ws(s->s[i])) i++;
+            while (i < s->len && !llm_py_space_at(s->s + i, s->len - i)) i++;
             list_push(J, l, vstr(J, s->s + st, i - st));
             done++;
         }

@@ -19,6 +19,7 @@
  */
 #include "text/template.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,13 +33,53 @@ static char *buf_take(llm_buf *b)
     return b->data ? b->data : llm_xstrdup("");
 }
 
-/* Python str.strip() / Jinja trim: ASCII whitespace at both ends. */
+static int py_space_cp(uint32_t c)
+{
+    return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+/* Decodes the well-formed UTF-8 character at s[0..n) (length in *len), or returns -1. */
+static int32_t utf8_at(const unsigned char *s, size_t n, size_t *len)
+{
+    if (!n) return -1;
+    if (s[0] < 0x80) { *len = 1; return s[0]; }
+    size_t k = (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (!k || k > n) return -1;
+    uint32_t c = s[0] & (0x7F >> k);
+    for (size_t i = 1; i < k; i++) {
+        if ((s[i] & 0xC0) != 0x80) return -1;
+        c = (c << 6) | (s[i] & 0x3F);
+    }
+    *len = k;
+    return (int32_t)c;
+}
+
+size_t llm_py_space_at(const char *s, size_t n)
+{
+    size_t len;
+    int32_t c = utf8_at((const unsigned char *)s, n, &len);
+    return c >= 0 && py_space_cp((uint32_t)c) ? len : 0;
+}
+
+size_t llm_py_space_before(const char *s, size_t n)
+{
+    size_t start = n;
+    for (size_t k = 0; k < 4 && start > 0; k++) { /* back to the lead byte */
+        start--;
+        if (((unsigned char)s[start] & 0xC0) != 0x80) break;
+    }
+    size_t len = llm_py_space_at(s + start, n - start);
+    return len == n - start ? len : 0;
+}
+
+/* Python str.strip() / Jinja trim. */
 static void put_trimmed(llm_buf *b, const char *s)
 {
     s = str_or_empty(s);
-    size_t a = 0, e = strlen(s);
-    while (a < e && strchr(" \t\n\r\v\f", s[a])) a++;
-    while (e > a && strchr(" \t\n\r\v\f", s[e - 1])) e--;
+    size_t a = 0, e = strlen(s), k;
+    while (a < e && (k = llm_py_space_at(s + a, e - a))) a += k;
+    while (e > a && (k = llm_py_space_before(s + a, e - a))) e -= k;
     llm_buf_append(b, s + a, e - a);
 }
 

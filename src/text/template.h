@@ -85,4 +85,13 @@ const char *const *llm_template_stops(const char *tmpl);
 int llm_jinja_render(const char *tmpl, const llm_chat_msg *msgs, size_t n, const llm_template_vars *vars,
                      char **out, llm_err *err);
 
+/* Internal, shared by the native renderers and the interpreter: Python's str.isspace() for the
+ * UTF-8 character starting at s[0] (llm_py_space_at) or ending at s[n-1]
+ * (llm_py_space_before), within n bytes: the character's length in bytes, or 0 when it is not
+ * whitespace. Python's strip()/split() and Jinja's trim use this definition (ASCII whitespace,
+ * \x1c-\x1f, U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F,
+ * U+3000). */
+size_t llm_py_space_at(const char *s, size_t n);
+size_t llm_py_space_before(const char *s, size_t n);
+
 #endif
