@@ -35,6 +35,8 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 .PHONY: all deps run test check asan fuzz bench clean
+# keep test objects between builds (they are intermediate files to make)
+.SECONDARY:
 
 all: llmap
 

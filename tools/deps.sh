@@ -4,7 +4,7 @@
 set -eu
 PKGS="build-essential pkg-config clang libclang-rt-14-dev libmicrohttpd-dev libcjson-dev
       libcurl4-openssl-dev libpcre2-dev libutf8proc-dev libedit-dev libssl-dev
-      nodejs npm tmux python3 docker-registry"
+      nodejs npm tmux python3 docker-registry curl chromium"
 missing=()
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
