@@ -435,11 +435,12 @@ static void check_load_errors(const char *sh)
 
 /* ---- KV cache operations (on F32 weights, where float rounding is the only difference) --- */
 
-static llm_ctx *new_ctx(const llm_model *m, int n_ctx)
+static llm_ctx *new_ctx(const llm_model *m, int n_ctx, bool kv_f16)
 {
     llm_ctx_opts o;
     llm_ctx_opts_default(&o);
     o.n_ctx = n_ctx;
+    o.kv_f16 = kv_f16;
     o.n_threads = 1;
     llm_err err = {{0}};
     llm_ctx *c = llm_ctx_new(m, &o, &err);
@@ -465,7 +466,7 @@ static void check_cache_ops(const char *model_path, const char *ref_dir, const c
     const int32_t *T = r.tokens;
 
     /* truncate: [0,20) then back to 10 and [10,20) again */
-    llm_ctx *c = new_ctx(&m, 128);
+    llm_ctx *c = new_ctx(&m, 128, false);
     if (c && !llm_forward(c, T, 20, a, false, &err)) {
         llm_ctx_kv_truncate(c, 10);
         CHECK_EQ_INT(llm_ctx_n_past(c), 10);
@@ -485,29 +486,34 @@ static void check_cache_ops(const char *model_path, const char *ref_dir, const c
     if (write_variant(model_path, one, ONE_LAYER, msg, sizeof msg) || llm_model_load(&m1, one, NULL, &err)) {
         CHECK_MSG(0, "%s: one-layer variant: %s %s", label, msg, err.msg);
     } else {
-        c = new_ctx(&m1, 128);
-        llm_ctx *f = new_ctx(&m1, 128);
-        int32_t kept[64];
-        memcpy(kept, T, 10 * sizeof *T);
-        memcpy(kept + 10, T + 30, 31 * sizeof *T);
-        if (c && f && !llm_forward(c, T, 60, NULL, false, &err)) {
-            CHECK(llm_ctx_kv_shift(c, 10, 20, &err) == 0);
-            CHECK_EQ_INT(llm_ctx_n_past(c), 40);
-            CHECK(llm_forward(c, T + 60, 1, a, false, &err) == 0);
-            CHECK(llm_forward(f, kept, 41, b, false, &err) == 0);
-            double d = max_diff(a, b, (size_t)nv);
-            printf("  %-34s context shift vs fresh evaluation (1 layer): %.2g\n", label, d);
-            CHECK_MSG(d <= 1e-4, "%s: logits after a context shift differ from a fresh run by %g", label, d);
-            CHECK(llm_ctx_kv_shift(c, 30, 20, &err) == -1); /* beyond what is cached */
+        for (int f16 = 0; f16 < 2; f16++) {
+            c = new_ctx(&m1, 128, f16);
+            llm_ctx *f = new_ctx(&m1, 128, f16);
+            int32_t kept[64];
+            memcpy(kept, T, 10 * sizeof *T);
+            memcpy(kept + 10, T + 30, 31 * sizeof *T);
+            if (c && f && !llm_forward(c, T, 60, NULL, false, &err)) {
+                CHECK(llm_ctx_kv_shift(c, 10, 20, &err) == 0);
+                CHECK_EQ_INT(llm_ctx_n_past(c), 40);
+                CHECK(llm_forward(c, T + 60, 1, a, false, &err) == 0);
+                CHECK(llm_forward(f, kept, 41, b, false, &err) == 0);
+                double d = max_diff(a, b, (size_t)nv);
+                /* F16 keys are rounded again after the re-rotation: 2^-11 relative per key */
+                double tol = f16 ? 1e-2 : 1e-4;
+                printf("  %-34s context shift vs fresh evaluation (1 layer, %s KV): %.2g\n", label,
+                       f16 ? "F16" : "F32", d);
+                CHECK_MSG(d <= tol, "%s: logits after a context shift differ from a fresh run by %g", label, d);
+                CHECK(llm_ctx_kv_shift(c, 30, 20, &err) == -1); /* beyond what is cached */
+            }
+            llm_ctx_free(c);
+            llm_ctx_free(f);
         }
-        llm_ctx_free(c);
-        llm_ctx_free(f);
         llm_model_free(&m1);
     }
     unlink(one);
 
     /* errors leave the cache unchanged */
-    c = new_ctx(&m, 16);
+    c = new_ctx(&m, 16, false);
     if (c) {
         CHECK(llm_forward(c, T, 10, a, false, &err) == 0);
         CHECK(llm_forward(c, T, 7, a, false, &err) == -1);
