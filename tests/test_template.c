@@ -763,6 +763,7 @@ static void test_constructs(void)
     check_jinja("{{ {'a': [1, 2.5, 'x\"y\\n', none, true], 'b': {}} | tojson }}",
                 "{\"a\": [1, 2.5, \"x\\\"y\\n\", null, true], \"b\": {}}");
     check_jinja("{{ [1, {'k': 'vé'}] | tojson(indent=2) }}", "[\n  1,\n  {\n    \"k\": \"vé\"\n  }\n]");
+    check_jinja("{{ '<a href=\"x\">&\\'' | e }}{{ '<b>' | safe }}", "&lt;a href=&#34;x&#34;&gt;&amp;&#39;<b>");
     check_jinja("{{ 'a\nb' | indent(2) }}|{{ 'a\nb' | indent(2, first=true) }}", "a\n  b|  a\n  b");
     /* methods */
     /* Python whitespace includes U+00A0, U+3000, ... (trim, strip, split) */

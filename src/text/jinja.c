@@ -22,6 +22,14 @@
  * arithmetic, ~, comparisons (chained), and/or/not, in/not in, conditional expressions,
  * filters, tests, string/dict/list methods, range(), namespace(), dict(), raise_exception(),
  * strftime_now(). Anything else is reported as unsupported.
+ *   filters: abs capitalize count d default dictsort e escape first float indent int items join
+ *            last length list lower map max min reject rejectattr replace reverse round safe
+ *            select selectattr sort string sum title tojson trim unique upper wordcount
+ *   tests:   boolean callable defined divisibleby eq/equalto/== even false float ge/>= gt/> in
+ *            integer iterable le/<= lower lt/< mapping ne/!= none number odd sameas sequence
+ *            string true undefined upper
+ *   methods: str strip lstrip rstrip split startswith endswith upper lower title capitalize
+ *            replace find count join; dict items keys values get; list append index count
  */
 #include "text/template.h"
 
@@ -2271,8 +2279,19 @@ static jv apply_filter(jj *J, const char *name, jv v, const args *a, uint32_t of
         return str_replace(J, to_str(J, &v), arg_str(J, a, 0, "old", name, off), arg_str(J, a, 1, "new", name, off),
                            c && c->t == JV_INT ? c->u.i : -1);
     }
-    if (!strcmp(name, "string") || !strcmp(name, "safe") || !strcmp(name, "e") || !strcmp(name, "escape"))
-        return name[0] == 's' && name[1] == 'a' ? v : (jv){.t = JV_STR, .u.s = to_str(J, &v)};
+    if (!strcmp(name, "string")) return (jv){.t = JV_STR, .u.s = to_str(J, &v)};
+    if (!strcmp(name, "safe")) return v;
+    if (!strcmp(name, "e") || !strcmp(name, "escape")) { /* markupsafe's HTML escaping */
+        const jstr *x = to_str(J, &v);
+        sbuf b = {0};
+        for (size_t i = 0; i < x->len; i++) {
+            const char *r = x->s[i] == '&' ? "&amp;" : x->s[i] == '<' ? "&lt;" : x->s[i] == '>' ? "&gt;"
+                          : x->s[i] == '"' ? "&#34;" : x->s[i] == '\'' ? "&#39;" : NULL;
+            if (r) sb_puts(J, &b, r);
+            else sb_add(J, &b, x->s + i, 1);
+        }
+        return sb_val(J, &b);
+    }
     if (!strcmp(name, "int")) {
         const jv *def = arg(a, 0, "default");
         return vint(to_int(&v, def && def->t == JV_INT ? def->u.i : 0));
