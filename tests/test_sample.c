@@ -143,6 +143,74 @@ static void test_top_p(void)
     CHECK_NEAR(c.data[0].p, 1.0 / 500, 1e-6);
 }
 
+/* Reference top-p by brute force: rank every candidate (higher p first, then lower id) and
+ * count how many the smallest prefix reaching top_p needs. */
+static int ref_top_p_count(const float *logits, int n, float temp, float top_p, int *in_set)
+{
+    static double p[8192];
+    static int order[8192];
+    double max = -1e30, sum = 0;
+    for (int i = 0; i < n; i++)
+        max = logits[i] / temp > max ? logits[i] / temp : max;
+    for (int i = 0; i < n; i++)
+        sum += p[i] = exp(logits[i] / temp - max);
+    for (int i = 0; i < n; i++) {
+        p[i] /= sum;
+        order[i] = i;
+    }
+    for (int i = 1; i < n; i++) /* insertion sort: slow and obviously right */
+        for (int j = i; j > 0 && (p[order[j]] > p[order[j - 1]] ||
+                                   (p[order[j]] == p[order[j - 1]] && order[j] < order[j - 1]));
+             j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    double cum = 0;
+    int k = 0;
+    while (k < n) {
+        cum += p[order[k]];
+        in_set[order[k++]] = 1;
+        if (cum >= top_p)
+            break;
+    }
+    return k;
+}
+
+static void test_top_p_large(void)
+{
+    enum { N = 3000 };
+    static float l[N];
+    static llm_cand buf[N];
+    static int want[N], got[N];
+    /* temperature 8 flattens the random logits: the cut lies far beyond the best 128 and the
+     * histogram path decides; temperature 0.2 keeps it within the best 128. */
+    const float temps[] = {8.0f, 0.2f};
+    for (int t = 0; t < 2; t++) {
+        fill_random_logits(l, N, 11 + (uint64_t)t);
+        memset(want, 0, sizeof want);
+        memset(got, 0, sizeof got);
+        int k = ref_top_p_count(l, N, temps[t], 0.9f, want);
+        llm_cands c = cands_from(buf, l, N);
+        llm_cand_temperature(&c, temps[t]);
+        llm_cand_softmax(&c);
+        llm_cand_top_p(&c, 0.9f);
+        for (size_t i = 0; i < c.n; i++)
+            got[c.data[i].id] = 1;
+        CHECK_EQ_INT(c.n, k);
+        CHECK_MSG(!memcmp(want, got, sizeof want), "top-p at temperature %g keeps the brute-force set (%d)",
+                  (double)temps[t], k);
+        double sum = 0;
+        for (size_t i = 0; i < c.n; i++)
+            sum += c.data[i].p;
+        CHECK_NEAR(sum, 1.0, 1e-4);
+        if (t == 0)
+            CHECK_MSG(k > 1000, "the flat case needs %d tokens (beyond the sorted prefix)", k);
+        else
+            CHECK_MSG(k < 128, "the peaked case needs %d tokens", k);
+    }
+}
+
 static void test_min_p(void)
 {
     static const double p[] = {0.05, 0.3, 0.5, 0.15};
@@ -384,6 +452,7 @@ int main(void)
     test_argmax_and_top_k();
     test_softmax_temperature();
     test_top_p();
+    test_top_p_large();
     test_min_p();
     test_penalties();
     test_greedy_equivalences();

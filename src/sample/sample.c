@@ -3,9 +3,9 @@
  * final draw (order and definitions in sample.h), plus the PRNG it draws with.
  *
  * The vocabulary can be 150k tokens, so nothing here sorts the whole distribution unless it
- * must: top-k selects with a bounded heap, and top-p grows a sorted prefix (128, 1024, ...)
- * until that prefix holds the requested mass, which for real distributions is almost always
- * the first try.
+ * must: top-k selects with a bounded heap; top-p first tries the best 128 (enough for real,
+ * peaked distributions) and otherwise finds its cut with a histogram of the logits, sorting
+ * only the bucket where the mass crosses top_p.
  */
 #include "sample/sample.h"
 
@@ -224,28 +224,83 @@ static size_t mass_prefix(const llm_cand *d, size_t n, float top_p)
     return 0;
 }
 
+/* Top-p of a flat distribution, where a sorted prefix would be most of the vocabulary: a
+ * histogram of the logits (softmax keeps their order) in buckets of equal width below the
+ * best finds the bucket where the mass crosses top_p; only that bucket is sorted. Everything
+ * in a lower bucket ranks before it, so the kept set is exactly the sorted definition's. The
+ * kept candidates end up first, in no particular order (the draw does not need one). */
+enum { TOP_P_BUCKETS = 1024 };
+#define TOP_P_RANGE 32.0f /* logits further than this below the best share the last bucket */
+
+static size_t top_p_bucket(float logit, float max)
+{
+    float d = (max - logit) * (TOP_P_BUCKETS / TOP_P_RANGE);
+    if (!(d < TOP_P_BUCKETS - 1)) /* also NaN and -inf logits */
+        return TOP_P_BUCKETS - 1;
+    return d > 0 ? (size_t)d : 0;
+}
+
+static size_t top_p_histogram(llm_cands *c, float top_p)
+{
+    llm_cand *d = c->data;
+    float max = -INFINITY;
+    for (size_t i = 0; i < c->n; i++)
+        if (d[i].logit > max)
+            max = d[i].logit;
+    double mass[TOP_P_BUCKETS] = {0};
+    for (size_t i = 0; i < c->n; i++)
+        mass[top_p_bucket(d[i].logit, max)] += d[i].p;
+    double cum = 0.0;
+    size_t cross = TOP_P_BUCKETS - 1;
+    for (size_t b = 0; b < TOP_P_BUCKETS; b++) {
+        if (cum + mass[b] >= top_p) {
+            cross = b;
+            break;
+        }
+        if (b + 1 < TOP_P_BUCKETS)
+            cum += mass[b];
+    }
+    /* Candidates above the crossing bucket first, then the crossing bucket, sorted. */
+    size_t lo = 0;
+    for (size_t i = 0; i < c->n; i++)
+        if (top_p_bucket(d[i].logit, max) < cross)
+            cand_swap(&d[i], &d[lo++]);
+    size_t hi = lo;
+    for (size_t i = lo; i < c->n; i++)
+        if (top_p_bucket(d[i].logit, max) == cross)
+            cand_swap(&d[i], &d[hi++]);
+    qsort(d + lo, hi - lo, sizeof *d, cand_cmp);
+    size_t keep = lo;
+    while (keep < hi) {
+        cum += d[keep++].p;
+        if (cum >= top_p)
+            break;
+    }
+    c->sorted = lo == 0; /* only the crossing bucket was kept: that prefix is sorted */
+    return keep;
+}
+
 void llm_cand_top_p(llm_cands *c, float top_p)
 {
     if (top_p >= 1.0f || c->n == 0)
         return;
     size_t keep = 0;
-    if (!c->sorted) {
-        /* Sort only as much as needed: a prefix of k, grown until it holds the mass; a flat
-         * distribution that needs more than a quarter of the vocabulary is sorted outright. */
-        for (size_t k = 128; k < c->n / 4 && keep == 0; k *= 8) {
-            select_prefix(c, k);
-            keep = mass_prefix(c->data, k, top_p);
-        }
-        if (keep == 0)
-            llm_cand_sort(c);
-    }
-    if (keep == 0) {
+    if (c->sorted) {
         keep = mass_prefix(c->data, c->n, top_p);
         if (keep == 0) /* rounding: the whole mass fell short of top_p; keep everything */
             keep = c->n;
+    } else {
+        /* Real distributions are peaked: the best 128 almost always hold the mass. */
+        if (c->n > 256) {
+            select_prefix(c, 128);
+            keep = mass_prefix(c->data, 128, top_p);
+        }
+        if (keep > 0)
+            c->sorted = true;
+        else
+            keep = top_p_histogram(c, top_p);
     }
     c->n = keep < 1 ? 1 : keep;
-    c->sorted = true;
     renormalise(c);
 }
 

@@ -85,7 +85,8 @@ void llm_cand_temperature(llm_cands *c, float temp);
 /* Fills p with the softmax of the logits (numerically stable). */
 void llm_cand_softmax(llm_cands *c);
 /* After softmax: keeps the smallest descending prefix whose mass is >= top_p (at least one),
- * and renormalises. Sorts when needed. */
+ * and renormalises. The kept candidates come first; they are sorted (and c->sorted set) unless
+ * a flat distribution made sorting them all not worth it. */
 void llm_cand_top_p(llm_cands *c, float top_p);
 /* After softmax: keeps p >= min_p * max p (at least one), renormalises. Keeps the order. */
 void llm_cand_min_p(llm_cands *c, float min_p);
