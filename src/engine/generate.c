@@ -184,11 +184,15 @@ static size_t reuse_prefix(llmap_session *s, const int32_t *ids, size_t n)
     return common;
 }
 
-/* Evaluates ids[0..n) after the cache and records them in hist; logits = the last one's. */
+/* Evaluates ids[0..n) after the cache and records them in hist; logits = the last one's. A
+ * failure detected after the fact (unreadable model file) may have filled the cache: it is cut
+ * back so that hist still mirrors it. */
 static int eval(llmap_session *s, const int32_t *ids, size_t n, float *logits, llm_err *err)
 {
-    if (llm_forward(s->ctx, ids, (int)n, logits, false, err))
+    if (llm_forward(s->ctx, ids, (int)n, logits, false, err)) {
+        llm_ctx_kv_truncate(s->ctx, (int)s->n_hist);
         return -1;
+    }
     memcpy(s->hist + s->n_hist, ids, n * sizeof *ids);
     s->n_hist += n;
     return 0;
