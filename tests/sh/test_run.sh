@@ -24,7 +24,11 @@ finish() {
 }
 tmp=$(mktemp -d)
 SOCK=llmap-test-$$
-cleanup() { tmux -L "$SOCK" kill-server 2>/dev/null; rm -rf "$tmp"; }
+cleanup() {
+    tmux -L "$SOCK" kill-server 2>/dev/null
+    rm -f "${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/$SOCK" "${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/$SOCK.lock"
+    rm -rf "$tmp"
+}
 trap cleanup EXIT
 
 if [ ! -f "$MODEL" ]; then skip "shared model $MODEL not found"; finish; fi
