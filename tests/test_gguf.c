@@ -528,6 +528,8 @@ static void test_writer_roundtrip(void)
     CHECK(gguf_w_tensor(w, "bad", LLM_Q4_0, 1, bad, NULL, &err) == -1);
     CHECK_CONTAINS(err.msg, "not a multiple");
     CHECK_MSG(gguf_writer_write(w, path, fill_pattern, NULL, &err) == 0, "%s", err.msg);
+    CHECK(gguf_writer_write(w, "/dev/null", fill_pattern, NULL, &err) == -1);
+    CHECK_CONTAINS(err.msg, "/dev/null: exists and is not a regular file");
     gguf_writer_free(w);
 
     llm_map m;

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct wtensor {
@@ -251,6 +252,11 @@ static int write_tensors(gguf_writer *w, FILE *fp, const char *path, gguf_tensor
 
 int gguf_writer_write(gguf_writer *w, const char *path, gguf_tensor_fill fill, void *ctx, llm_err *err)
 {
+    /* The file is written beside the target and renamed over it: never over a device, a
+     * directory or a pipe (renaming over /dev/null as root would replace it with a file). */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return llm_errf(err, "%s: exists and is not a regular file; give the path of a .gguf file to write", path);
     llm_buf tmp = {0};
     llm_buf_printf(&tmp, "%s.tmp.%d", path, (int)getpid());
     const char *tmp_path = llm_buf_cstr(&tmp);
