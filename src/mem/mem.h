@@ -100,8 +100,16 @@ typedef struct llm_stream llm_stream;
 llm_stream *llm_stream_new(const llm_map *m, const llm_range *layers, int n_layers, const llm_range *hot,
                            int n_hot, uint64_t budget, int lookahead, llm_err *err);
 void llm_stream_free(llm_stream *s);
-/* Before computing layer il (every token walks 0..n_layers-1). */
+/* Before computing layer il (every token walks 0..n_layers-1), and with il == n_layers after
+ * the last layer (the walk is over). */
 void llm_stream_layer(llm_stream *s, int il);
+/* Buffer mode: streamed layers are read into lookahead + 1 fixed private buffers instead of the
+ * mapping (their pages stay mapped: no page-table churn per token), and before layer il is
+ * computed bind(user, il, bytes) points the layer's weights at `bytes`, the copy of the file
+ * from offset layers[il].off; at free, bind gets the mapping's address back. Walks over the
+ * streamed layers take turns. Takes ownership of user (freed with free()). Call before use. */
+typedef void (*llm_stream_bind_fn)(void *user, int il, const uint8_t *bytes);
+int llm_stream_set_binder(llm_stream *s, llm_stream_bind_fn bind, void *user, llm_err *err);
 int llm_stream_first_streamed(const llm_stream *s);
 uint64_t llm_stream_resident_bytes(const llm_stream *s);
 

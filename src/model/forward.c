@@ -373,6 +373,8 @@ static void forward_batch(llm_ctx *c, const int32_t *tok, int n, float *logits, 
             llm_stream_layer(m->stream, il);
         layer_forward(c, il, n, pos0);
     }
+    if (m->stream)
+        llm_stream_layer(m->stream, (int)hp->n_layer); /* the walk is over (streaming buffers) */
     if (!logits)
         return;
     if (all_logits) {

@@ -13,6 +13,53 @@
 
 #include "model/model.h"
 
+/* Buffer mode (see mem.h): where each streamed layer's weights lie in the mapping, so that its
+ * pointers can be moved to the buffer holding the layer's bytes and back. One allocation: the
+ * stream frees it with free(). */
+typedef struct binder {
+    llm_model *m;
+    int n_layer;
+    llm_layer *orig;   /* the layers as bound to the mapping */
+    llm_range *ranges; /* file bytes of each layer */
+} binder;
+
+static const void *moved(const binder *b, int il, const void *p, const uint8_t *bytes)
+{
+    const uint8_t *lo = b->m->map.base + b->ranges[il].off, *q = p;
+    if (!q || q < lo || q >= lo + b->ranges[il].len)
+        return p; /* not in this layer's range (a converted copy, or a tensor kept in the mapping) */
+    return bytes + (q - lo);
+}
+
+static void bind_layer(void *user, int il, const uint8_t *bytes)
+{
+    const binder *b = user;
+    const llm_layer *o = &b->orig[il];
+    llm_layer *l = &b->m->layers[il];
+#define MOVE_VEC(f) l->f = moved(b, il, o->f, bytes)
+#define MOVE_MAT(f) l->f.data = moved(b, il, o->f.data, bytes)
+    MOVE_VEC(attn_norm), MOVE_VEC(bq), MOVE_VEC(bk), MOVE_VEC(bv), MOVE_VEC(q_norm), MOVE_VEC(k_norm);
+    MOVE_VEC(ffn_norm);
+    MOVE_MAT(wq), MOVE_MAT(wk), MOVE_MAT(wv), MOVE_MAT(wo), MOVE_MAT(w_gate), MOVE_MAT(w_up), MOVE_MAT(w_down);
+#undef MOVE_VEC
+#undef MOVE_MAT
+}
+
+static binder *binder_new(llm_model *m, const llm_range *layers, int n_layer)
+{
+    size_t head = (sizeof(binder) + 15) / 16 * 16, lsz = sizeof(llm_layer) * (size_t)n_layer;
+    size_t lpad = (lsz + 15) / 16 * 16;
+    uint8_t *mem = llm_xmalloc(head + lpad + sizeof(llm_range) * (size_t)n_layer);
+    binder *b = (binder *)mem;
+    b->m = m;
+    b->n_layer = n_layer;
+    b->orig = (llm_layer *)(mem + head);
+    b->ranges = (llm_range *)(mem + head + lpad);
+    memcpy(b->orig, m->layers, lsz);
+    memcpy(b->ranges, layers, sizeof(llm_range) * (size_t)n_layer);
+    return b;
+}
+
 static int layer_of(const char *name)
 {
     int il, n = 0;
@@ -50,6 +97,13 @@ int llm_model_stream(llm_model *m, uint64_t budget, llm_err *err)
     }
     /* one layer read ahead: two readers keep the disk busy on it while the current one computes */
     m->stream = llm_stream_new(&m->map, layers, n_layer, hot, n_hot, budget, 1, err);
+    /* Streamed layers are read into fixed buffers rather than re-mapped every token (see
+     * src/mem/stream.c); LLMAP_STREAM_MAPPED=1 keeps them in the mapping, to compare. */
+    if (m->stream && !getenv("LLMAP_STREAM_MAPPED") &&
+        llm_stream_set_binder(m->stream, bind_layer, binder_new(m, layers, n_layer), err)) {
+        llm_stream_free(m->stream);
+        m->stream = NULL;
+    }
     free(layers);
     free(hot);
     return m->stream ? 0 : -1;

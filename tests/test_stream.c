@@ -1,0 +1,216 @@
+/*
+ * Streaming in buffer mode (src/mem/stream.c, llm_stream_set_binder): streamed layers are read
+ * into private buffers and the binder is told where each layer's bytes are before it is computed.
+ * Checked against the file's own bytes (a pattern function of the offset): every bound layer
+ * holds exactly its bytes, including unaligned layer starts; resident layers are never rebound;
+ * the free hands the mapping's addresses back; two threads walking the layers concurrently take
+ * turns, so a buffer is never refilled under a walker that is still reading it.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "mem/mem.h"
+
+#define N_LAYERS 7
+#define LAYER ((1u << 20) + 4444u) /* not a page multiple: layer starts are unaligned */
+#define HOT_LEN 50000u
+#define FILE_SIZE (HOT_LEN + N_LAYERS * LAYER + 777u)
+
+static uint8_t pattern(uint64_t i) { return (uint8_t)(i * 151 + (i >> 11) + 3); }
+
+static char *make_file(void)
+{
+    static char path[64];
+    strcpy(path, "/tmp/llmap-test-stream-XXXXXX");
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    uint8_t *buf = malloc(FILE_SIZE);
+    for (uint32_t i = 0; i < FILE_SIZE; i++)
+        buf[i] = pattern(i);
+    CHECK(write(fd, buf, FILE_SIZE) == (ssize_t)FILE_SIZE);
+    fsync(fd);
+    close(fd);
+    free(buf);
+    return path;
+}
+
+typedef struct bound {
+    const uint8_t *bytes[N_LAYERS]; /* where the binder was last told layer il is */
+    int calls[N_LAYERS];
+} bound;
+
+static void bind_cb(void *user, int il, const uint8_t *bytes)
+{
+    bound *b = user;
+    b->bytes[il] = bytes;
+    b->calls[il]++;
+}
+
+/* Every byte of layer il as bound equals the file's (a sample every 97 bytes plus both ends). */
+static bool layer_ok(const bound *b, const llm_range *layers, int il)
+{
+    const uint8_t *p = b->bytes[il];
+    if (!p)
+        return false;
+    for (uint64_t j = 0; j < layers[il].len; j += 97)
+        if (p[j] != pattern(layers[il].off + j))
+            return false;
+    return p[layers[il].len - 1] == pattern(layers[il].off + layers[il].len - 1);
+}
+
+static void setup(llm_range *layers, llm_range *hot)
+{
+    *hot = (llm_range){0, HOT_LEN};
+    for (int i = 0; i < N_LAYERS; i++)
+        layers[i] = (llm_range){HOT_LEN + (uint64_t)i * LAYER, LAYER};
+}
+
+static void evict(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+}
+
+static void test_walks(const char *path)
+{
+    llm_map m;
+    llm_err err;
+    evict(path);
+    CHECK_MSG(llm_map_open(&m, path, NULL, &err) == 0, "%s", err.msg);
+    llm_range layers[N_LAYERS], hot;
+    setup(layers, &hot);
+    /* budget: hot + 2 layers + a window of 2 (lookahead 1) */
+    llm_stream *s = llm_stream_new(&m, layers, N_LAYERS, &hot, 1, HOT_LEN + 4 * LAYER, 1, &err);
+    CHECK_MSG(s != NULL, "%s", err.msg);
+    CHECK_EQ_INT(llm_stream_first_streamed(s), 2);
+    bound *b = calloc(1, sizeof *b);
+    CHECK(llm_stream_set_binder(s, bind_cb, b, &err) == 0);
+    evict(path); /* (the resident part's read-ahead also cached the rest of this small file) */
+    int all_ok = 1;
+    for (int token = 0; token < 3; token++) {
+        for (int il = 0; il < N_LAYERS; il++) {
+            llm_stream_layer(s, il);
+            if (il >= 2)
+                all_ok &= layer_ok(b, layers, il) && b->bytes[il] != m.base + layers[il].off;
+        }
+        llm_stream_layer(s, N_LAYERS); /* the walk is over */
+    }
+    CHECK_MSG(all_ok, "a streamed layer's buffer did not hold its bytes when computed");
+    CHECK_EQ_INT(b->calls[0] + b->calls[1], 0); /* resident layers stay in the mapping */
+    CHECK_EQ_INT(b->calls[4], 3);
+    /* streamed layers were not read into the mapping or the page cache (O_DIRECT, or a pread
+     * with the cache dropped behind it) */
+    CHECK_MSG(llm_map_resident(&m, layers[5].off, layers[5].len) < layers[5].len / 2, "streamed layer cached");
+    llm_stream_stats st;
+    llm_stream_get_stats(s, &st);
+    CHECK_MSG(st.bytes_read >= 3ull * 5 * LAYER && st.bytes_read < 5ull * 5 * LAYER, "streamed %llu bytes",
+              (unsigned long long)st.bytes_read);
+    llm_stream_free(s); /* frees b: the stream owns the binder's data (ASan checks it) */
+    llm_map_close(&m);
+}
+
+/* A binder whose data points at a record the test keeps, to see the free's last binds. */
+typedef struct outer {
+    bound *rec;
+} outer;
+
+static void bind_outer(void *user, int il, const uint8_t *bytes)
+{
+    outer *o = user;
+    bind_cb(o->rec, il, bytes);
+}
+
+static void test_free_rebinds(const char *path)
+{
+    llm_map m;
+    llm_err err;
+    CHECK_MSG(llm_map_open(&m, path, NULL, &err) == 0, "%s", err.msg);
+    llm_range layers[N_LAYERS], hot;
+    setup(layers, &hot);
+    llm_stream *s = llm_stream_new(&m, layers, N_LAYERS, &hot, 1, 1, 1, &err); /* nothing pinned */
+    CHECK(s != NULL);
+    CHECK_EQ_INT(llm_stream_first_streamed(s), 0);
+    bound rec;
+    memset(&rec, 0, sizeof rec);
+    outer *o = malloc(sizeof *o);
+    o->rec = &rec;
+    CHECK(llm_stream_set_binder(s, bind_outer, o, &err) == 0);
+    int ok = 1;
+    for (int il = 0; il < N_LAYERS; il++) {
+        llm_stream_layer(s, il);
+        ok &= layer_ok(&rec, layers, il) && rec.bytes[il] != m.base + layers[il].off;
+    }
+    llm_stream_layer(s, N_LAYERS);
+    CHECK_MSG(ok, "one walk with nothing resident: every layer bound to its bytes in a buffer");
+    llm_stream_free(s);
+    int back = 1;
+    for (int il = 0; il < N_LAYERS; il++)
+        back &= rec.bytes[il] == m.base + layers[il].off;
+    CHECK_MSG(back, "after free every streamed layer is bound to the mapping again");
+    llm_map_close(&m);
+}
+
+/* Two walkers: each checks its layer's bytes after a pause (another walker refilling the buffer
+ * meanwhile would change them). */
+typedef struct walker {
+    llm_stream *s;
+    bound *b;
+    const llm_range *layers;
+    int tokens, bad;
+} walker;
+
+static void *walk_main(void *arg)
+{
+    walker *w = arg;
+    for (int t = 0; t < w->tokens; t++) {
+        for (int il = 0; il < N_LAYERS; il++) {
+            llm_stream_layer(w->s, il);
+            const uint8_t *p = w->b->bytes[il];
+            usleep(3000); /* long enough for a refill of the buffer to land meanwhile */
+            if (il >= llm_stream_first_streamed(w->s) &&
+                (p != w->b->bytes[il] || !layer_ok(w->b, w->layers, il)))
+                w->bad++;
+        }
+        llm_stream_layer(w->s, N_LAYERS);
+    }
+    return NULL;
+}
+
+static void test_two_walkers(const char *path)
+{
+    llm_map m;
+    llm_err err;
+    CHECK_MSG(llm_map_open(&m, path, NULL, &err) == 0, "%s", err.msg);
+    llm_range layers[N_LAYERS], hot;
+    setup(layers, &hot);
+    llm_stream *s = llm_stream_new(&m, layers, N_LAYERS, &hot, 1, HOT_LEN + 3 * LAYER, 1, &err);
+    CHECK(s != NULL);
+    bound *b = calloc(1, sizeof *b);
+    CHECK(llm_stream_set_binder(s, bind_cb, b, &err) == 0);
+    walker w[2] = {{s, b, layers, 4, 0}, {s, b, layers, 4, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        CHECK(pthread_create(&th[i], NULL, walk_main, &w[i]) == 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    CHECK_MSG(w[0].bad + w[1].bad == 0, "walkers saw %d and %d layers change under them", w[0].bad, w[1].bad);
+    llm_stream_free(s);
+    llm_map_close(&m);
+}
+
+int main(void)
+{
+    char *path = make_file();
+    test_walks(path);
+    test_free_rebinds(path);
+    test_two_walkers(path);
+    unlink(path);
+    TEST_END("stream");
+}
