@@ -240,6 +240,9 @@ static int bind_embeddings(llm_model *m, llm_err *err)
     m->tied_output = m->output.data == NULL;
     if (m->tied_output)
         m->output = m->token_embd;
+    else /* only one row per token is read: no read-around of the neighbouring rows */
+        llm_map_advise(&m->map, (uint64_t)((const uint8_t *)m->token_embd.data - m->map.base),
+                       llm_row_size(m->token_embd.type, hp->n_embd) * hp->n_vocab, LLM_ADV_RANDOM);
     return 0;
 }
 
