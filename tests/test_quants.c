@@ -657,6 +657,54 @@ static void test_dots(void)
     }
 }
 
+/* The 4-row kernels (vec_dot4) must give each row exactly what vec_dot gives (matmul mixes
+ * the two, and thread splits must not change results); vec_dot itself is checked against the
+ * format definition above. Rows are distinct random data, one of them raw bytes, with a
+ * stride larger than a row so a kernel reading past its row or mixing rows up is caught. */
+static void test_dot4(void)
+{
+    const llm_kernels *simd = simd_kernels();
+    if (!simd)
+        SKIP("no AVX2 on this CPU: 4-row dots not compared");
+    static uint8_t rows4[4 * (MAXN + 512)];
+    int covered = 0;
+    for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {
+        llm_type t = WEIGHT_TYPES[ti];
+        if (!simd->vec_dot4[t])
+            continue;
+        covered++;
+        const int bk = (int)blck(t), bcounts[] = {1, 3, 7, 8, 9, 16, 17, 64};
+        for (size_t bi = 0; bi < sizeof bcounts / sizeof *bcounts; bi++) {
+            int n = bcounts[bi] * bk;
+            if (n > 2048)
+                continue;
+            size_t rs = llm_row_size(t, n), stride = rs + 40;
+            memset(rows4, 0xA5, sizeof rows4);
+            for (int r = 0; r < 4; r++) {
+                if (r == 2) {
+                    random_raw_weights(t, n);
+                } else {
+                    for (int i = 0; i < n; i++)
+                        xs[i] = rng_gauss();
+                    llm_quantize_row(t, xs, wbuf, n);
+                }
+                memcpy(rows4 + (size_t)r * stride, wbuf, rs);
+            }
+            for (int i = 0; i < n; i++)
+                ys[i] = rng_gauss();
+            simd->quantize_act[llm_vec_dot_type(t)](ys, abuf, n);
+            float got[4], want;
+            simd->vec_dot4[t](n, got, rows4, stride, abuf);
+            for (int r = 0; r < 4; r++) {
+                simd->vec_dot[t](n, &want, rows4 + (size_t)r * stride, abuf);
+                CHECK_MSG(bits_of(got[r]) == bits_of(want), "%s n=%d row %d: vec_dot4 %.9g, vec_dot %.9g",
+                          llm_type_name(t), n, r, got[r], want);
+            }
+        }
+    }
+    CHECK_MSG(covered > 0, "the AVX2 table has no 4-row kernel (Q4_0 expected)");
+}
+
 /* ---- (c) round trips ----------------------------------------------------------------------- */
 
 /* Bounds on RMS(dequant(quant(x)) - x) / RMS(x) for x ~ N(0,1), 64 K elements. Measured
@@ -990,6 +1038,7 @@ int main(void)
 
     test_tables();
     test_dots();
+    test_dot4();
     test_round_trips();
     test_exact_round_trips();
 

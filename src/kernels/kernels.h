@@ -40,11 +40,16 @@ llm_type llm_vec_dot_type(llm_type t);
 typedef void (*llm_vec_dot_fn)(int64_t n, float *s, const void *w, const void *act);
 /* Converts an f32 activation row to the vec dot type. */
 typedef void (*llm_quantize_act_fn)(const float *x, void *dst, int64_t n);
+/* Optional: s[k] = dot(weight row at w + k * w_stride, act) for k < 4, each bit-identical to
+ * vec_dot on that row (same operations in the same order), so callers may mix the two freely.
+ * Sharing the activation work across four rows is what it is for. */
+typedef void (*llm_vec_dot4_fn)(int64_t n, float s[4], const void *w, size_t w_stride, const void *act);
 
 typedef struct llm_kernels {
     const char *name;                            /* "scalar", "avx2", "neon" */
     llm_vec_dot_fn vec_dot[LLM_TYPE_COUNT];      /* indexed by weight type */
     llm_quantize_act_fn quantize_act[LLM_TYPE_COUNT]; /* indexed by activation (vec dot) type */
+    llm_vec_dot4_fn vec_dot4[LLM_TYPE_COUNT];    /* indexed by weight type; NULL: use vec_dot */
 } llm_kernels;
 
 const llm_kernels *llm_kernels_scalar(void);

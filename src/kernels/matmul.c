@@ -36,6 +36,7 @@ typedef struct mm_job {
     int64_t n_tok;
     float *y;
     llm_vec_dot_fn dot;
+    llm_vec_dot4_fn dot4; /* NULL when the backend has no 4-row kernel for the type */
     llm_quantize_act_fn act_fn;
     const uint8_t *act; /* converted activations, act_row bytes per token */
     uint8_t *act_dst;
@@ -82,25 +83,38 @@ static void convert_activations(void *ctx, int ith, int nth)
         j->act_fn(j->x + t * j->W->cols, j->act_dst + (size_t)t * j->act_row, j->W->cols);
 }
 
+/* Outputs y[r0..r1) for one activation row: four rows per call where the backend has a 4-row
+ * kernel (bit-identical to vec_dot, so where the groups of four start does not matter). */
+static void multiply_rows_one_token(const mm_job *j, int64_t r0, int64_t r1, const uint8_t *act, float *y)
+{
+    const int64_t cols = j->W->cols;
+    const uint8_t *w = (const uint8_t *)j->W->data;
+    int64_t r = r0;
+    if (j->dot4)
+        for (; r + 4 <= r1; r += 4)
+            j->dot4(cols, &y[r], w + (size_t)r * j->w_row, j->w_row, act);
+    for (; r < r1; r++)
+        j->dot(cols, &y[r], w + (size_t)r * j->w_row, act);
+}
+
 static void multiply_chunk(const mm_job *j, int64_t chunk)
 {
-    const int64_t rows = j->W->rows, cols = j->W->cols;
+    const int64_t rows = j->W->rows;
     const int64_t r0 = chunk * j->chunk_rows;
     const int64_t r1 = r0 + j->chunk_rows < rows ? r0 + j->chunk_rows : rows;
-    const uint8_t *w = (const uint8_t *)j->W->data;
     if (j->n_tok == 1) {
-        for (int64_t r = r0; r < r1; r++)
-            j->dot(cols, &j->y[r], w + (size_t)r * j->w_row, j->act);
+        multiply_rows_one_token(j, r0, r1, j->act, j->y);
         return;
     }
     /* Batch: the chunk's rows stay in L2 while each token block passes over them; within a
-     * block one weight row stays in L1 while it meets every token of the block. */
+     * block a group of (up to four) weight rows stays in L1 while it meets every token. */
+    const int64_t group = j->dot4 ? 4 : 1;
     for (int64_t tb = 0; tb < j->n_tok; tb += j->tok_block) {
         int64_t te = tb + j->tok_block < j->n_tok ? tb + j->tok_block : j->n_tok;
-        for (int64_t r = r0; r < r1; r++) {
-            const uint8_t *wr = w + (size_t)r * j->w_row;
+        for (int64_t r = r0; r < r1; r += group) {
+            int64_t re = r + group < r1 ? r + group : r1;
             for (int64_t t = tb; t < te; t++)
-                j->dot(cols, &j->y[t * rows + r], wr, j->act + (size_t)t * j->act_row);
+                multiply_rows_one_token(j, r, re, j->act + (size_t)t * j->act_row, j->y + t * rows);
         }
     }
 }
@@ -137,6 +151,7 @@ void llm_matmul(llm_pool *pool, const llm_kernels *k, const llm_matrix *W, const
     const int nth = llm_pool_threads(pool);
     llm_type vdt = llm_vec_dot_type(W->type);
     mm_job j = {.W = W, .x = x, .n_tok = n_tok, .y = y, .dot = pick_dot(k, W->type),
+                .dot4 = k->vec_dot[W->type] ? k->vec_dot4[W->type] : NULL,
                 .w_row = llm_row_size(W->type, W->cols)};
     if (vdt == LLM_F32) {
         j.act = (const uint8_t *)x;

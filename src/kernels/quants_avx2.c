@@ -190,26 +190,83 @@ static inline __m256i q4_0_block_i16(const block_q4_0 *x, const block_q8_0 *y)
                             _mm256_maddubs_epi16(_mm256_set1_epi8(8), y8));
 }
 
+/* One accumulator per row, both halves of each 8-block step added in order (the reduction
+ * between them is long enough to hide the FMA latency); the 4-row kernel below repeats this
+ * order exactly. */
 void llm_vec_dot_q4_0_avx2(int64_t n, float *s, const void *w, const void *act)
 {
     const block_q4_0 *x = w;
     const block_q8_0 *y = act;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc = _mm256_setzero_ps();
     int64_t nb = n / QK4_0, i = 0;
     for (; i + 8 <= nb; i += 8) {
         __m256 d = _mm256_mul_ps(scales8(&x[i], sizeof *x), scales8(&y[i], sizeof *y));
-        __m256i s0 = reduce4_i16(q4_0_block_i16(&x[i], &y[i]), q4_0_block_i16(&x[i + 1], &y[i + 1]),
-                                 q4_0_block_i16(&x[i + 2], &y[i + 2]), q4_0_block_i16(&x[i + 3], &y[i + 3]));
-        __m256i s1 = reduce4_i16(q4_0_block_i16(&x[i + 4], &y[i + 4]), q4_0_block_i16(&x[i + 5], &y[i + 5]),
-                                 q4_0_block_i16(&x[i + 6], &y[i + 6]), q4_0_block_i16(&x[i + 7], &y[i + 7]));
-        acc0 = _mm256_fmadd_ps(_mm256_permute2f128_ps(d, d, 0x00), _mm256_cvtepi32_ps(s0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_permute2f128_ps(d, d, 0x11), _mm256_cvtepi32_ps(s1), acc1);
+        for (int h = 0; h < 2; h++) {
+            const int64_t b = i + 4 * h;
+            __m256i sum = reduce4_i16(q4_0_block_i16(&x[b], &y[b]), q4_0_block_i16(&x[b + 1], &y[b + 1]),
+                                      q4_0_block_i16(&x[b + 2], &y[b + 2]), q4_0_block_i16(&x[b + 3], &y[b + 3]));
+            __m256 dh = h ? _mm256_permute2f128_ps(d, d, 0x11) : _mm256_permute2f128_ps(d, d, 0x00);
+            acc = _mm256_fmadd_ps(dh, _mm256_cvtepi32_ps(sum), acc);
+        }
     }
     for (; i < nb; i++) {
         __m256i p = sum_i16_pairs(q4_0_block_i16(&x[i], &y[i]));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(p), acc0);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(p), acc);
     }
-    *s = hsum_ps(_mm256_add_ps(acc0, acc1));
+    *s = hsum_ps(acc);
+}
+
+/* Four q4_0 rows against one activation row, each output bit-identical to
+ * llm_vec_dot_q4_0_avx2 (same operations in the same order per row): the activation loads and
+ * the 8 * y products are shared by the rows. */
+void llm_vec_dot4_q4_0_avx2(int64_t n, float s[4], const void *w, size_t w_stride, const void *act)
+{
+    const block_q4_0 *x[4];
+    #pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+        x[r] = (const block_q4_0 *)((const uint8_t *)w + (size_t)r * w_stride);
+    const block_q8_0 *y = act;
+    __m256 acc[4];
+    #pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+        acc[r] = _mm256_setzero_ps();
+    int64_t nb = n / QK4_0, i = 0;
+    for (; i + 8 <= nb; i += 8) {
+        __m256 dy = scales8(&y[i], sizeof *y), d[4];
+        #pragma GCC unroll 4
+        for (int r = 0; r < 4; r++)
+            d[r] = _mm256_mul_ps(scales8(&x[r][i], sizeof *x[r]), dy);
+        #pragma GCC unroll 4
+        for (int h = 0; h < 2; h++) {
+            const int64_t b = i + 4 * h;
+            __m256i c[4];
+            #pragma GCC unroll 4
+            for (int k = 0; k < 4; k++)
+                c[k] = _mm256_maddubs_epi16(_mm256_set1_epi8(8), _mm256_loadu_si256((const __m256i *)y[b + k].qs));
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                __m256i p[4];
+                #pragma GCC unroll 4
+                for (int k = 0; k < 4; k++)
+                    p[k] = _mm256_sub_epi16(_mm256_maddubs_epi16(nibbles_32(x[r][b + k].qs),
+                                                                 _mm256_loadu_si256((const __m256i *)y[b + k].qs)),
+                                            c[k]);
+                __m256i sum = reduce4_i16(p[0], p[1], p[2], p[3]);
+                __m256 dh = h ? _mm256_permute2f128_ps(d[r], d[r], 0x11) : _mm256_permute2f128_ps(d[r], d[r], 0x00);
+                acc[r] = _mm256_fmadd_ps(dh, _mm256_cvtepi32_ps(sum), acc[r]);
+            }
+        }
+    }
+    for (; i < nb; i++) {
+        #pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            __m256i p = sum_i16_pairs(q4_0_block_i16(&x[r][i], &y[i]));
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[r][i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(p), acc[r]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+        s[r] = hsum_ps(acc[r]);
 }
 
 void llm_vec_dot_q4_1_avx2(int64_t n, float *s, const void *w, const void *act)
