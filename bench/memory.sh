@@ -7,11 +7,11 @@
 #   mmap    the shared mapping paged on demand (--mmap: the kernel's LRU decides what stays);
 #   stream  what llmap chooses by itself (`fit` sees the cgroup limit and streams: leading
 #           layers + embeddings stay resident, the rest is read ahead and dropped behind).
-# Around every run the disk's sequential read bandwidth is measured with a cold `dd bs=4M`
-# of another file of the same size, so each tokens/s sits next to the bound of the same
-# moment: disk bandwidth ÷ bytes that must come from disk per token when the rest stays
-# resident (weights − (limit − runtime overhead)). Both answers must equal the resident run's
-# (greedy decoding: same tokens).
+# Around every run the disk's sequential read bandwidth is measured with `dd bs=4M` of another
+# file of the same size, page cache dropped (twice: see dd_gbs), so each tokens/s sits next to
+# the bound of the same moment: disk bandwidth ÷ bytes that must come from disk per token when
+# the rest stays resident (weights − (limit − runtime overhead)). Both answers must equal the
+# resident run's (greedy decoding: same tokens).
 #
 # Run by hand or by `make bench`, never by `make test` (minutes, and it drops the page cache).
 # Needs root for the cgroup and drop_caches; skips loudly otherwise.
@@ -60,12 +60,16 @@ drop_cache() {
     fi
 }
 
-# GB/s of one cold sequential read of the probe file (dd bs=4M, as in ../shared/machine.md).
-disk_bw() {
+# GB/s of cold sequential reads of the probe file (dd bs=4M, as in ../shared/machine.md), with
+# this machine's page cache dropped before each: "first" is the first read after a while, "again"
+# an immediate second one. On a virtual disk the host may cache what was read recently, and the
+# model's bytes are re-read every token, so the runs see the second kind: the bound uses it.
+dd_gbs() {
     dd if="$PROBE" iflag=nocache count=0 status=none
     dd if="$PROBE" of=/dev/null bs=4M 2>&1 |
         awk '/bytes/ { for (i = 1; i <= NF; i++) if ($i == "s," || $i ~ /^s,/) s = $(i - 1); printf "%.3f\n", $1 / s / 1e9 }'
 }
+disk_bw() { echo "$(dd_gbs) $(dd_gbs)"; }
 
 # ---- the cgroup ------------------------------------------------------------------------------
 CG=
@@ -135,7 +139,7 @@ fails=0
 for _ in $(seq "$REPS"); do
     for mode in mmap stream; do
         drop_cache
-        bw1=$(disk_bw)
+        read -r first1 bw1 <<<"$(disk_bw)"
         drop_cache
         if [ "$mode" = mmap ]; then flag=--mmap; else flag=; fi
         t0=$(date +%s.%N)
@@ -143,8 +147,11 @@ for _ in $(seq "$REPS"); do
         run_llmap "$tmp/$mode" in_cgroup $flag
         rc=$?
         t1=$(date +%s.%N)
-        bw2=$(disk_bw)
+        peak=$(cat "$CG/memory.max_usage_in_bytes" 2>/dev/null || cat "$CG/memory.peak" 2>/dev/null || echo 0)
+        echo 0 >"$CG/memory.max_usage_in_bytes" 2>/dev/null # (v1: reset the peak for the next run)
+        read -r first2 bw2 <<<"$(disk_bw)"
         read -r tps mib maj res <<<"$(field "$tmp/$mode.err")"
+        waited=$(sed -n 's/.*compute waited \([0-9.]*\) s.*/\1/p' "$tmp/$mode.err")
         if [ $rc -ne 0 ]; then
             say "$mode: llmap failed (rc $rc): $(tail -3 "$tmp/$mode.err")"
             fails=$((fails + 1))
@@ -158,12 +165,13 @@ for _ in $(seq "$REPS"); do
         fi
         awk -v m="$mode" -v tps="$tps" -v mib="$mib" -v maj="$maj" -v res="$res" -v bw1="$bw1" -v bw2="$bw2" \
             -v size="$size" -v lim="$LIMIT_MIB" -v ovh="$OVERHEAD_MIB" -v n="$NPREDICT" -v wall="$(echo "$t1 - $t0" | bc)" \
-            -v same="$same" 'BEGIN {
+            -v same="$same" -v peak="$peak" -v f1="$first1" -v f2="$first2" -v waited="${waited:-}" 'BEGIN {
                 bw = (bw1 + bw2) / 2
                 keep = (lim - ovh) * 1048576; from_disk = size - keep
                 bound = bw * 1e9 / from_disk; reread = bw * 1e9 / size
-                printf "%-7s %6.2f tokens/s | disk %.2f GB/s (%.2f before, %.2f after) | bound %.2f tokens/s (%.0f MB from disk per token) -> %.2f of bound | re-read-all bound %.2f | %.0f MiB read (%.0f per token), %d major faults, wall %.1f s%s | %s\n",
-                    m, tps, bw, bw1, bw2, bound, from_disk / 1e6, tps / bound, reread, mib, mib / (n + 1), maj, wall,
+                printf "%-7s %5.2f tokens/s = %.2f of bound %.2f | disk %.2f GB/s re-read (%.2f, %.2f; first reads %.2f, %.2f) | %.0f MB from disk per token at the bound; re-read-all bound %.2f | %.0f MiB read (%.0f per token), %d major faults%s, wall %.1f s, cgroup peak %.0f MiB%s | %s\n",
+                    m, tps, tps / bound, bound, bw, bw1, bw2, f1, f2, from_disk / 1e6, reread, mib, mib / (n + 1), maj,
+                    (waited != "" ? sprintf(", compute waited %.1f s", waited) : ""), wall, peak / 1048576,
                     (res > 0 ? sprintf(", %d MiB resident", res) : ""), same
             }'
         cp "$tmp/$mode.err" "$MODELS/last-$mode.err" 2>/dev/null

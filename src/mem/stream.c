@@ -27,8 +27,10 @@
  *
  * The buffers are filled with O_DIRECT reads where the filesystem allows: the disk writes
  * straight into them, with no page-cache copy (which cost a third of the CPU time per token here)
- * and nothing charged to a memory cgroup's page cache. Elsewhere, a plain pread and a page-cache
- * drop behind it. These calls live here, not in platform.c, with populate.c's madvise: they are
+ * and nothing charged to a memory cgroup's page cache; measured here 1.6-2.1 tokens/s against
+ * 1.4-1.5 for the buffered path. Elsewhere, WILLNEED on the whole layer (a deep read-ahead queue:
+ * interleaved preads alone defeat the kernel's read-ahead and crawl), a pread per piece and a
+ * page-cache drop behind it. These calls live here, not in platform.c, with populate.c's madvise: they are
  * this file's whole OS dependence (open/pread/close; O_DIRECT is Linux's, absent on macOS).
  */
 #include <errno.h>
@@ -134,6 +136,7 @@ static void *reader_main(void *arg)
         int il = s->queue[s->q_head];
         llm_range r = fetch_span(s, il);
         uint64_t off = r.off + s->handed[il], len = r.len - s->handed[il];
+        bool first = s->handed[il] == 0;
         if (len > PIECE)
             len = PIECE;
         s->handed[il] += len;
@@ -143,6 +146,8 @@ static void *reader_main(void *arg)
         s->pending[il]++;
         uint8_t *dst = s->slot ? s->slot[s->layer_slot[il]] + (off - r.off) : NULL;
         pthread_mutex_unlock(&s->lock);
+        if (dst && first && s->direct_fd < 0) /* the whole layer's read-ahead at once: a deep disk queue */
+            llm_map_advise(s->map, r.off, r.len, LLM_ADV_WILLNEED);
         if (dst)
             read_piece(s, dst, off, len);
         else
