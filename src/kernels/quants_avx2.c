@@ -487,29 +487,36 @@ static inline __m128i q3_K_scales(const uint8_t packed[12])
     a[3] = ((a[1] >> 4) & low4) | (((hi >> 6) & low2) << 4);
     a[0] = (a[0] & low4) | (((hi >> 0) & low2) << 4);
     a[1] = (a[1] & low4) | (((hi >> 2) & low2) << 4);
-    return _mm_sub_epi8(_mm_loadu_si128((const __m128i *)a), _mm_set1_epi8(32));
+    /* built from registers: a 16-byte load of the just-stored words would stall on store
+     * forwarding */
+    return _mm_sub_epi8(_mm_setr_epi32((int)a[0], (int)a[1], (int)a[2], (int)a[3]), _mm_set1_epi8(32));
 }
 
+/* q3 = (q2 + 4 * hbit) - 4: the unsigned 3-bit value (0..7) goes through one maddubs, and the
+ * -4 offset is taken out once per block from the activation bsums (sum_g sc[g] * 4 * bsums[g]).
+ * Each block's integer sum is exact, as in the scalar reference. */
 void llm_vec_dot_q3_K_avx2(int64_t n, float *s, const void *w, const void *act)
 {
     const block_q3_K *x = w;
     const block_q8_K *y = act;
-    const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+    const __m256i m3 = _mm256_set1_epi8(3);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         __m128i scales = q3_K_scales(x[i].scales);
+        __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales),
+                                           _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 2));
         __m256i hmask = _mm256_loadu_si256((const __m256i *)x[i].hmask);
-        __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
-                __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3);
-                /* 4 to subtract where the high bit (hmask bit 4h+j) is clear */
-                __m256i hb = _mm256_and_si256(hmask, _mm256_set1_epi8((char)(1 << (4 * h + j))));
-                __m256i sub = _mm256_and_si256(_mm256_cmpeq_epi8(hb, _mm256_setzero_si256()), four);
+                const int bit = 4 * h + j; /* hmask bit of this run, moved to bit 2 (value 4) */
+                __m256i hb = _mm256_and_si256(hmask, _mm256_set1_epi8((char)(1 << bit)));
+                hb = bit >= 2 ? _mm256_srli_epi16(hb, bit - 2) : _mm256_slli_epi16(hb, 2 - bit);
+                __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3), hb);
                 __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 128 * h + 32 * j));
-                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q2, q8), _mm256_maddubs_epi16(sub, q8));
+                __m256i p = _mm256_maddubs_epi16(q, q8);
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 8 * h + 2 * j), p));
             }
         }
@@ -530,7 +537,7 @@ static inline __m128i k4_scales_mins(const uint8_t packed[12])
     u[1] = (u[2] & low4) | (((u[0] >> 6) & low2) << 4); /* scales 4..7 */
     u[2] = mins03;
     u[0] &= low6; /* scales 0..3 */
-    return _mm_loadu_si128((const __m128i *)u);
+    return _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]); /* not via memory: see q3_K_scales */
 }
 
 /* vpshufb control that broadcasts i16 lane j (j < 8) of each 128-bit half. */
