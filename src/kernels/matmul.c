@@ -3,10 +3,12 @@
  * forward pass.
  *
  * Two phases, as in ggml: the F32 activations are first converted once into the weight type's
- * vec-dot format (Q8_0, Q8_1, Q8_K, F16, ...) in the caller's scratch, then every output is one
- * call of the backend's vec_dot on a weight row and a converted activation row. Because each
- * output element is always computed by the same call on the same bytes, the result does not
- * depend on the number of threads or on how rows are split among them (tests rely on that).
+ * vec-dot format (Q8_0, Q8_1, Q8_K, F16, ...) in the caller's scratch, then every output is the
+ * backend's vec_dot on a weight row and a converted activation row -- or, where the backend has
+ * one, its 4-row kernel (vec_dot4), which shares the activation work across four rows and gives
+ * each row exactly vec_dot's result. So each output element is always the same arithmetic on
+ * the same bytes, and the result does not depend on the number of threads or on how rows are
+ * split among them (tests rely on that).
  *
  * Work split. W's rows are cut into chunks handed out dynamically (each thread starts with its
  * own chunk, then takes the next free one from an atomic counter), so a thread slowed down by
