@@ -1,8 +1,8 @@
 /*
  * Cold load tests (src/mem/populate.c): a mapping of an evicted file is detected as cold and
- * read in completely — every page resident (mincore), mapped so that reading it takes no
- * further faults, with the file's bytes — while a warm one is left alone; a half-warm file is
- * completed; a sub-range populates that range; --no-mmap copies are never touched.
+ * read in completely — every page resident (mincore), with the file's bytes — while a warm one
+ * is left alone; a half-warm file is completed; a sub-range populates that range (two readers
+ * or one); --no-mmap copies are never touched.
  *
  * Eviction is posix_fadvise(DONTNEED) on a file only this test maps; if the kernel keeps the
  * pages anyway (some filesystems), the cold checks skip loudly rather than pass vacuously.
@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -51,13 +50,6 @@ static void evict(const char *path)
     close(fd);
 }
 
-static long minor_faults(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_minflt;
-}
-
 /* Opens the evicted file; false (after a loud skip) when the kernel would not evict it. */
 static bool open_cold(const char *path, llm_map *m)
 {
@@ -87,17 +79,11 @@ static void test_cold_then_warm(const char *path)
     CHECK(rep.seconds > 0);
     CHECK_EQ_INT(llm_map_resident(&m, 0, m.size), FILE_SIZE);
 
-    /* The pages are mapped, not only cached: reading one byte per page takes (almost) no
-     * faults — demand paging would take one per page, or one per 16 with fault-around. */
-    long f0 = minor_faults();
     int same = 1;
     for (uint64_t i = 0; i < m.size; i += 4096)
         same &= m.base[i] == pattern(i);
     same &= m.base[m.size - 1] == pattern(m.size - 1);
-    long faults = minor_faults() - f0;
-    CHECK_MSG(same, "populated bytes differ from the file");
-    CHECK_MSG(faults < (long)(FILE_SIZE / 4096 / 64), "%ld faults reading %u populated pages", faults,
-              FILE_SIZE / 4096);
+    CHECK_MSG(same, "bytes read through the mapping differ from the file");
 
     /* Warm now: a second call reads nothing. */
     CHECK(llm_map_populate(&m, false, &rep) == 0);

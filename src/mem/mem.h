@@ -70,14 +70,13 @@ void llm_map_drop_cache(const llm_map *m, uint64_t off, uint64_t len);
 typedef struct llm_populate_report {
     double resident_before; /* share of a page sample that was in RAM before */
     bool cold;              /* below the warm threshold: the file was read in */
-    bool used_populate;     /* MADV_POPULATE_READ worked (else WILLNEED + touch) */
     uint64_t bytes;
     double seconds;
 } llm_populate_report;
 
-/* When a sample of the mapping is not in the page cache, reads the whole file in with two
- * readers populating large chunks in file order (instead of demand faults during the first
- * token); a progress bar on stderr when `progress`, stderr is a terminal and it takes > 1 s.
+/* When a sample of the mapping is not in the page cache, reads the whole file through once in
+ * order (page cache filled at disk speed, instead of demand faults during the first token); a
+ * progress bar on stderr when `progress`, stderr is a terminal and it takes > 1 s.
  * Warm cache or READ mode: returns at once. rep may be NULL. Always 0 (a failed read-ahead
  * only means the weights fault in later). */
 int llm_map_populate(const llm_map *m, bool progress, llm_populate_report *rep);
