@@ -104,7 +104,11 @@ static void populate_if_cold(llmap_model *mm, const llmap_load_opts *opts)
     if (map->size > llm_sysmem_usable(&sm))
         return;
     llm_populate_report rep;
-    llm_map_populate(map, true, &rep);
+    llm_range embd = {0, 0}; /* an untied embedding table is read a row per token: not worth reading now */
+    if (!mm->m.tied_output)
+        embd = (llm_range){(uint64_t)((const uint8_t *)mm->m.token_embd.data - map->base),
+                           llm_row_size(mm->m.token_embd.type, mm->m.hp.n_embd) * mm->m.hp.n_vocab};
+    llm_map_populate_except(map, &embd, true, &rep);
     if (opts->verbose && rep.cold)
         fprintf(stderr, "llmap: cold page cache (%.0f%% resident): read %.1f MiB in %.3f s, %.2f GB/s\n",
                 rep.resident_before * 100, rep.bytes / 1048576.0, rep.seconds,

@@ -80,6 +80,10 @@ typedef struct llm_populate_report {
  * Warm cache or READ mode: returns at once. rep may be NULL. Always 0 (a failed read-ahead
  * only means the weights fault in later). */
 int llm_map_populate(const llm_map *m, bool progress, llm_populate_report *rep);
+struct llm_range;
+/* The same, leaving out one range that is read sparsely (an untied embedding table: a row per
+ * token), so it neither costs disk time now nor comes in as large folios later. skip may be NULL. */
+int llm_map_populate_except(const llm_map *m, const struct llm_range *skip, bool progress, llm_populate_report *rep);
 /* Reads [off, off+len) into the page cache and maps it now, in large pieces, with up to
  * `threads` readers (1: on the calling thread). Used by streaming for its prefetches. */
 void llm_map_populate_range(const llm_map *m, uint64_t off, uint64_t len, int threads);

@@ -165,7 +165,7 @@ void llm_map_populate_range(const llm_map *m, uint64_t off, uint64_t len, int th
 /* The file read through once, in order, like `dd`: the kernel's sequential read-ahead then fills
  * the page cache in large folios, which the first token maps at warm cost (read-ahead forced by
  * WILLNEED allocates single pages, and mapping 150k of them costs more than it saved). */
-static uint64_t read_through(const llm_map *m, bool progress, double t0)
+static uint64_t read_through(const llm_map *m, bool progress, double t0, const llm_range *skip)
 {
     enum { BUF = 8 << 20 };
     uint8_t *buf = malloc(BUF);
@@ -173,8 +173,17 @@ static uint64_t read_through(const llm_map *m, bool progress, double t0)
         return 0;
     bool bar = progress && isatty(2), drawn = false;
     uint64_t done = 0;
+    uint64_t skipped = 0;
     while (done < m->size) {
-        ssize_t n = pread(m->fd, buf, (size_t)(m->size - done < BUF ? m->size - done : BUF), (off_t)done);
+        if (skip && skip->len && done >= skip->off && done < skip->off + skip->len) {
+            skipped += skip->off + skip->len - done;
+            done = skip->off + skip->len;
+            continue;
+        }
+        uint64_t want = m->size - done < BUF ? m->size - done : BUF;
+        if (skip && skip->len && done < skip->off && done + want > skip->off)
+            want = skip->off - done;
+        ssize_t n = pread(m->fd, buf, (size_t)want, (off_t)done);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -191,10 +200,15 @@ static uint64_t read_through(const llm_map *m, bool progress, double t0)
         fputs("\r\033[K", stderr);
         fflush(stderr);
     }
-    return done;
+    return done - skipped;
 }
 
 int llm_map_populate(const llm_map *m, bool progress, llm_populate_report *rep)
+{
+    return llm_map_populate_except(m, NULL, progress, rep);
+}
+
+int llm_map_populate_except(const llm_map *m, const llm_range *skip, bool progress, llm_populate_report *rep)
 {
     llm_populate_report local;
     if (!rep)
@@ -207,7 +221,7 @@ int llm_map_populate(const llm_map *m, bool progress, llm_populate_report *rep)
     if (rep->resident_before >= POP_WARM_FRACTION)
         return 0;
     rep->cold = true;
-    rep->bytes = read_through(m, progress, t0);
+    rep->bytes = read_through(m, progress, t0, skip);
     rep->seconds = llm_now() - t0;
     return 0;
 }
