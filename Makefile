@@ -97,6 +97,8 @@ bench: all
 	@./llmap bench kernels
 	@./llmap bench tokenize
 	@tools/bench-models.sh
+	@bench/coldload.sh
+	@bench/memory.sh
 
 clean:
 	rm -rf build build-asan build-fuzz llmap
