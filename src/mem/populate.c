@@ -96,14 +96,20 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
-/* Share of POP_SAMPLES evenly spaced pages of the mapping that are in RAM. */
-static double sampled_residency(const llm_map *m)
+/* Share of POP_SAMPLES evenly spaced pages of the mapping that are in RAM, not counting pages in
+ * `skip` (read sparsely, so never all resident: counting them would call a warm file cold). */
+static double sampled_residency(const llm_map *m, const llm_range *skip)
 {
     uint64_t ps = plat_page_size(), pages = (m->size + ps - 1) / ps;
     uint64_t step = pages > POP_SAMPLES ? pages / POP_SAMPLES : 1;
     int probed = 0, resident = 0;
-    for (uint64_t p = 0; p < pages && probed < POP_SAMPLES; p += step, probed++)
-        resident += llm_map_resident(m, p * ps, 1) > 0;
+    for (uint64_t p = 0; p < pages && probed < POP_SAMPLES; p += step) {
+        uint64_t off = p * ps;
+        if (skip && skip->len && off + ps > skip->off && off < skip->off + skip->len)
+            continue;
+        probed++;
+        resident += llm_map_resident(m, off, 1) > 0;
+    }
     return probed ? (double)resident / probed : 1.0;
 }
 
@@ -217,7 +223,7 @@ int llm_map_populate_except(const llm_map *m, const llm_range *skip, bool progre
     if (m->mode != LLM_MAP_MMAP || !m->base || m->size == 0)
         return 0;
     double t0 = llm_now();
-    rep->resident_before = sampled_residency(m);
+    rep->resident_before = sampled_residency(m, skip);
     if (rep->resident_before >= POP_WARM_FRACTION)
         return 0;
     rep->cold = true;
