@@ -21,6 +21,7 @@ int cmd_rm(int argc, char **argv);
 int cmd_cp(int argc, char **argv);
 int cmd_ps(int argc, char **argv);
 int cmd_store(int argc, char **argv);
+int cmd_fit(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_tokenize(int argc, char **argv); /* src/bench/tokenize.c */

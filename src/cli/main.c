@@ -24,6 +24,7 @@ static const command COMMANDS[] = {
     {"cp", cmd_cp, "copy a model to a new name"},
     {"ps", cmd_ps, "models loaded by a running server (--json)"},
     {"store", cmd_store, "store maintenance: check [--fix], path"},
+    {"fit", cmd_fit, "will a model fit here or on --target hardware, and how fast"},
     {"quantize", cmd_quantize, "re-quantize a model file (IN OUT TYPE)"},
     {"bench", cmd_bench, "benchmarks: kernels (and more, see --help)"},
     {"synth", cmd_synth, "generate a seeded random model of a real shape"},
