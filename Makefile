@@ -96,7 +96,7 @@ fuzz:
 bench: all
 	@./llmap bench kernels
 	@./llmap bench tokenize
-	@tools/bench-models.sh
+	@bench/models.sh
 	@bench/coldload.sh
 	@bench/memory.sh
 
