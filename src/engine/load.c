@@ -71,7 +71,8 @@ static int choose_streaming(llmap_model *mm, const llmap_load_opts *opts, llm_er
     llm_fit r;
     if (llm_fit_estimate(&mm->m.gguf, NULL, &here, &r, e))
         return -1;
-    bool forced = opts->mode == LLMAP_LOAD_STREAM || getenv("LLMAP_STREAM_BUDGET");
+    const char *budget_env = getenv("LLMAP_STREAM_BUDGET");
+    bool forced = opts->mode == LLMAP_LOAD_STREAM || (budget_env && *budget_env);
     if (!forced && r.verdict != LLM_FIT_PAGING) {
         if (r.verdict == LLM_FIT_NO)
             fprintf(stderr, "llmap: warning: %s needs %.0f MiB but only %.0f MiB are available; expect it to fail "
