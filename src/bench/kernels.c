@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "bench/bench.h"
+#include "fit/fit.h"
 
 #define DISTINCT_ROWS 16
 
@@ -164,6 +165,9 @@ int llm_bench_kernels(const llm_kbench_opts *o, llm_err *err)
         rc = llm_errf(err, "out of memory for a %zu MiB matrix", cap >> 20);
         goto done;
     }
+    float ratios[LLM_TYPE_COUNT] = {0};
+    double bw_sum = 0;
+    int bw_n = 0;
     for (int ti = 0; ti < n_types && !rc; ti++) {
         llm_type t = types[ti];
         size_t rb = llm_row_size(t, o->cols);
@@ -180,12 +184,24 @@ int llm_bench_kernels(const llm_kbench_opts *o, llm_err *err)
             double bw, g = time_matvec(pools[i], k, &W, x, y, scratch, o->reps, &probe, &bw);
             fprintf(o->out, " | %7.1f %6.1f %5.2f", g, bw, bw > 0 ? g / bw : 0.0);
             fflush(o->out);
+            if (i == n_thr - 1 && bw > 0) { /* the widest run feeds `llmap fit` */
+                ratios[t] = (float)(g / bw);
+                bw_sum += bw;
+                bw_n++;
+            }
         }
         if (o->batch > 0)
             fprintf(o->out, " | %18.1f", time_batch(pools[n_thr - 1], k, &W, o->batch, o->reps));
         fputc('\n', o->out);
         free(scratch);
         free(y);
+    }
+    if (!rc && bw_n) {
+        llm_err serr;
+        if (llm_machine_save_kernels(bw_sum / bw_n * 1e9, ratios, &serr))
+            fprintf(stderr, "llmap bench: %s\n", serr.msg);
+        else
+            fprintf(o->out, "\n(saved as this machine's profile for `llmap fit`)\n");
     }
 done:
     free(wbuf);

@@ -32,7 +32,7 @@ static void print_text(const char *path, const llm_machine *mc, bool cached, con
            mib(r->usable_bytes) / 1024, mib(mc->mem_bytes) / 1024, mc->bw_bytes_s / 1e9,
            mc->measured ? (cached ? " (measured by llmap bench)" : " (quick probe; run `llmap bench` for a better figure)")
                         : "");
-    printf("needs         %.1f MiB: file %.1f MiB (weights %.1f), KV cache %.1f MiB (%d tokens), "
+    printf("needs         %.1f MiB: model file %.1f MiB mapped (weights %.1f), KV cache %.1f MiB (%d tokens), "
            "compute %.1f MiB, vocabulary %.1f MiB, process %.1f MiB\n",
            mib(r->total_bytes), mib(r->total_bytes - r->kv_bytes - r->compute_bytes - r->vocab_bytes - r->base_bytes),
            mib(r->weight_bytes), mib(r->kv_bytes), r->n_ctx, mib(r->compute_bytes), mib(r->vocab_bytes),
@@ -43,7 +43,8 @@ static void print_text(const char *path, const llm_machine *mc, bool cached, con
     printf("\n");
     if (r->verdict != LLM_FIT_NO)
         printf("speed         ~%.1f tokens/s generation (%.1f MiB of weights per token at %.0f%% of bandwidth)%s\n",
-               r->tok_s, mib(r->bytes_per_token), mc->efficiency * 100,
+               r->tok_s, mib(r->bytes_per_token),
+               mc->bw_bytes_s > 0 ? 100.0 * r->tok_s_resident * (double)r->bytes_per_token / mc->bw_bytes_s : 0,
                r->verdict == LLM_FIT_PAGING ? "; disk-bound" : "");
     if (r->verdict == LLM_FIT_PAGING)
         printf("              ~%.1f tokens/s if it were resident\n", r->tok_s_resident);

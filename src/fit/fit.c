@@ -124,10 +124,31 @@ static uint64_t mapped_bytes(const gguf_file *f)
     return f->size;
 }
 
-static void predict(llm_fit *r, const llm_machine *mc, uint64_t file_bytes)
+/* Seconds to stream one token's weights from memory: each weight type at the share of bandwidth
+ * its matrix x vector kernel reaches here (from `llmap bench kernels`; else the general figure). */
+static double token_seconds(const gguf_file *f, const llm_machine *mc)
 {
-    double rate = mc->bw_bytes_s * mc->efficiency;
-    r->tok_s_resident = rate > 0 && r->bytes_per_token ? rate / (double)r->bytes_per_token : 0;
+    if (mc->bw_bytes_s <= 0)
+        return 0;
+    const gguf_tensor *e = gguf_find_tensor(f, "token_embd.weight");
+    bool untied = e && gguf_find_tensor(f, "output.weight");
+    double t = 0;
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        const gguf_tensor *x = &f->tensors[i];
+        double bytes = (double)x->size;
+        if (untied && x == e)
+            bytes = x->ne[1] ? bytes / (double)x->ne[1] : 0; /* one row per token */
+        double eff = mc->eff_by_type[x->type] > 0 ? mc->eff_by_type[x->type] : mc->efficiency;
+        t += bytes / (mc->bw_bytes_s * eff);
+    }
+    return t;
+}
+
+static void predict(llm_fit *r, const gguf_file *f, const llm_machine *mc, uint64_t file_bytes)
+{
+    double ts = token_seconds(f, mc);
+    double rate = ts > 0 ? (double)r->bytes_per_token / ts : 0; /* effective bytes/s */
+    r->tok_s_resident = ts > 0 ? 1.0 / ts : 0;
     uint64_t non_file = r->total_bytes - file_bytes;
     if (r->total_bytes <= r->usable_bytes) {
         r->verdict = LLM_FIT_RESIDENT;
@@ -187,7 +208,7 @@ int llm_fit_estimate(const gguf_file *f, const llm_fit_opts *o, const llm_machin
     r->bytes_per_token = bytes_per_token(f, &s);
     r->hot_bytes = hot_bytes(f);
     r->usable_bytes = mc->usable_bytes;
-    predict(r, mc, mapped_bytes(f));
+    predict(r, f, mc, mapped_bytes(f));
     return 0;
 }
 

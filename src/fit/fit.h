@@ -31,6 +31,8 @@ typedef struct llm_machine {
     double efficiency;       /* share of bw a well-written runtime reaches for generation */
     double disk_bytes_s;     /* for paging; 0 = not applicable (VRAM: no paging) */
     bool measured;           /* figures measured on this machine rather than from a table */
+    float eff_by_type[LLM_TYPE_COUNT]; /* matrix x vector share of bandwidth per weight type, 0 = unknown
+                                        * (measured by `llmap bench kernels`; else `efficiency`) */
     const char *source;      /* where the table's figures come from */
 } llm_machine;
 
@@ -40,8 +42,10 @@ const llm_machine *llm_machine_find(const char *id);
 
 /* Figures of this machine: the cached profile when present, else a quick probe (~0.3 s). */
 void llm_machine_this(llm_machine *m, bool *from_cache);
-/* Stores measured figures (by `llmap bench`) for later `fit` runs. */
+/* Stores measured figures (by `llmap bench`) for later `fit` runs, merged into the profile:
+ * fields <= 0 and types with ratio 0 are left as they were. */
 int llm_machine_save(double bw_bytes_s, double efficiency, double disk_bytes_s, llm_err *err);
+int llm_machine_save_kernels(double bw_bytes_s, const float ratio_by_type[LLM_TYPE_COUNT], llm_err *err);
 
 typedef enum llm_fit_verdict {
     LLM_FIT_RESIDENT,  /* everything stays in memory */

@@ -31,13 +31,15 @@
 
 #define GB 1000000000.0
 #define GIB (1024.0 * 1024.0 * 1024.0)
-#define APPLE(id, desc, ram_gib, bw_gbs)                                                                   \
-    {id, desc, (uint64_t)((ram_gib) * GIB),                                                                \
-     (uint64_t)((ram_gib) * GIB * ((ram_gib) > 36 ? 0.75 : 2.0 / 3.0)), (bw_gbs) * GB, 0.75, 5.0 * GB, false, \
-     "Apple tech specs / press releases"}
-#define NVIDIA(id, desc, vram_gib, bw_gbs)                                                                 \
-    {id, desc, (uint64_t)((vram_gib) * GIB), (uint64_t)(((vram_gib) - 0.5) * GIB), (bw_gbs) * GB, 0.75, 0, \
-     false, "NVIDIA product specifications"}
+#define APPLE(id_, desc_, ram_gib, bw_gbs)                                                               \
+    {.id = id_, .desc = desc_, .mem_bytes = (uint64_t)((ram_gib) * GIB),                                   \
+     .usable_bytes = (uint64_t)((ram_gib) * GIB * ((ram_gib) > 36 ? 0.75 : 2.0 / 3.0)),                    \
+     .bw_bytes_s = (bw_gbs) * GB, .efficiency = 0.75, .disk_bytes_s = 5.0 * GB,                             \
+     .source = "Apple tech specs / press releases"}
+#define NVIDIA(id_, desc_, vram_gib, bw_gbs)                                                             \
+    {.id = id_, .desc = desc_, .mem_bytes = (uint64_t)((vram_gib) * GIB),                                  \
+     .usable_bytes = (uint64_t)(((vram_gib) - 0.5) * GIB), .bw_bytes_s = (bw_gbs) * GB, .efficiency = 0.75, \
+     .source = "NVIDIA product specifications"}
 
 static const llm_machine TABLE[] = {
     APPLE("m1-8", "Apple M1, 8 GB", 8, 68.25),
@@ -97,6 +99,10 @@ static char *profile_path(void)
         llm_buf_printf(&b, "%s/llmap", xdg);
     else
         llm_buf_printf(&b, "%s/.cache/llmap", home && *home ? home : "/tmp");
+    char *slash = strrchr(b.data, '/'); /* the cache directory itself may not exist yet */
+    *slash = 0;
+    mkdir(b.data, 0755);
+    *slash = '/';
     mkdir(b.data, 0755);
     llm_buf_puts(&b, "/machine.json");
     return b.data;
@@ -123,22 +129,43 @@ static int load_profile(llm_machine *m)
             m->efficiency = eff->valuedouble;
         if (cJSON_IsNumber(disk) && disk->valuedouble > 1e6)
             m->disk_bytes_s = disk->valuedouble;
+        const cJSON *bt = cJSON_GetObjectItem(o, "efficiency_by_type"), *e;
+        cJSON_ArrayForEach(e, bt)
+        {
+            int t = llm_type_from_name(e->string);
+            if (t >= 0 && cJSON_IsNumber(e) && e->valuedouble > 0.01 && e->valuedouble < 2)
+                m->eff_by_type[t] = (float)e->valuedouble;
+        }
         rc = 0;
     }
     cJSON_Delete(o);
     return rc;
 }
 
-int llm_machine_save(double bw_bytes_s, double efficiency, double disk_bytes_s, llm_err *err)
+static cJSON *read_profile_json(const char *path)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "mem_bw_bytes_s", bw_bytes_s);
-    cJSON_AddNumberToObject(o, "efficiency", efficiency);
-    if (disk_bytes_s > 0)
-        cJSON_AddNumberToObject(o, "disk_bytes_s", disk_bytes_s);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return cJSON_CreateObject();
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cJSON *o = cJSON_Parse(buf);
+    return cJSON_IsObject(o) ? o : (cJSON_Delete(o), cJSON_CreateObject());
+}
+
+static void set_number(cJSON *o, const char *key, double v)
+{
+    if (v <= 0)
+        return;
+    cJSON_DeleteItemFromObject(o, key);
+    cJSON_AddNumberToObject(o, key, v);
+}
+
+static int write_profile(cJSON *o, const char *path, llm_err *err)
+{
     char *txt = cJSON_Print(o);
-    cJSON_Delete(o);
-    char *path = profile_path();
     llm_buf tmp = {0};
     llm_buf_printf(&tmp, "%s.tmp", path);
     FILE *f = fopen(tmp.data, "w");
@@ -146,8 +173,39 @@ int llm_machine_save(double bw_bytes_s, double efficiency, double disk_bytes_s, 
     if (!f || fputs(txt, f) < 0 || fclose(f) || rename(tmp.data, path))
         rc = llm_errf(err, "%s: cannot save the machine profile: %s", path, strerror(errno));
     free(txt);
-    free(path);
     llm_buf_free(&tmp);
+    return rc;
+}
+
+int llm_machine_save(double bw_bytes_s, double efficiency, double disk_bytes_s, llm_err *err)
+{
+    char *path = profile_path();
+    cJSON *o = read_profile_json(path);
+    set_number(o, "mem_bw_bytes_s", bw_bytes_s);
+    set_number(o, "efficiency", efficiency);
+    set_number(o, "disk_bytes_s", disk_bytes_s);
+    int rc = write_profile(o, path, err);
+    cJSON_Delete(o);
+    free(path);
+    return rc;
+}
+
+int llm_machine_save_kernels(double bw_bytes_s, const float ratio_by_type[LLM_TYPE_COUNT], llm_err *err)
+{
+    char *path = profile_path();
+    cJSON *o = read_profile_json(path);
+    set_number(o, "mem_bw_bytes_s", bw_bytes_s);
+    cJSON *bt = cJSON_GetObjectItem(o, "efficiency_by_type");
+    if (!cJSON_IsObject(bt)) {
+        cJSON_DeleteItemFromObject(o, "efficiency_by_type");
+        bt = cJSON_AddObjectToObject(o, "efficiency_by_type");
+    }
+    for (int t = 0; t < LLM_TYPE_COUNT; t++)
+        if (ratio_by_type[t] > 0)
+            set_number(bt, llm_type_name((uint32_t)t), ratio_by_type[t]);
+    int rc = write_profile(o, path, err);
+    cJSON_Delete(o);
+    free(path);
     return rc;
 }
 

@@ -61,6 +61,16 @@ echo '{"mem_bw_bytes_s": 2e10, "efficiency": 0.8, "disk_bytes_s": 1e9}' >"$XDG_C
 "$BIN" fit "$SHARED/models/tiny-llama-q8_0.gguf" >"$tmp/o" 2>&1
 check 'grep -q "20.0 GB/s (measured by llmap bench)" "$tmp/o"' "the cached machine profile is used ($(grep machine "$tmp/o"))"
 
+# Per-type kernel efficiency (written by `llmap bench kernels`) drives the speed prediction: the
+# Q4_0 model's predicted speed halves when its kernel's share of bandwidth does.
+q4=$SHARED/models/tiny-llama-q4_0.gguf
+echo '{"mem_bw_bytes_s": 2e10, "efficiency": 0.8, "efficiency_by_type": {"q4_0": 0.8}}' >"$XDG_CACHE_HOME/llmap/machine.json"
+fast=$("$BIN" fit "$q4" --json | json_field "['resident_tokens_per_second']")
+echo '{"mem_bw_bytes_s": 2e10, "efficiency": 0.8, "efficiency_by_type": {"q4_0": 0.4}}' >"$XDG_CACHE_HOME/llmap/machine.json"
+slow=$("$BIN" fit "$q4" --json | json_field "['resident_tokens_per_second']")
+check 'python3 -c "import sys; r=$fast/$slow; sys.exit(0 if 1.9 < r < 2.01 else 1)"' "q4_0 efficiency 0.8 vs 0.4: predicted $fast vs $slow tokens/s"
+echo '{"mem_bw_bytes_s": 2e10, "efficiency": 0.8, "disk_bytes_s": 1e9}' >"$XDG_CACHE_HOME/llmap/machine.json"
+
 # ---- predicted vs measured peak RSS --------------------------------------------------------------
 # Not under ASan (make asan sets LLMAP_SANITIZED): its shadow memory and quarantine are RSS the
 # real program does not have; that suite is about memory safety, the plain suite checks this.
