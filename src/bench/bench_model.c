@@ -17,6 +17,7 @@
 
 #include "bench/bench.h"
 #include "cli/cli.h"
+#include "fit/fit.h"
 #include "model/model.h"
 
 static const char USAGE[] = "llmap bench MODEL.gguf [-t THREADS] [--pp N] [--tg N] [--reps N] [--no-mmap] [--json]\n"
@@ -148,6 +149,32 @@ done:
     return rc;
 }
 
+/* Compares generation with what `llmap fit` predicts from the kernels' measured efficiencies
+ * alone, and stores the ratio (attention, norms, synchronisation: what a whole forward pass adds)
+ * in the machine profile, so later predictions for any model include it. */
+static void calibrate_fit(const llm_model *m, const bench_args *a, double tg_tps, bool json)
+{
+    llm_machine mc;
+    bool cached;
+    llm_machine_this(&mc, &cached);
+    double old_factor = mc.forward_factor;
+    mc.forward_factor = 0;
+    llm_fit_opts fo = {.n_ctx = a->pp + a->tg + 8, .n_threads = a->threads};
+    llm_fit f;
+    llm_err err;
+    if (!cached || llm_fit_estimate(&m->gguf, &fo, &mc, &f, &err) || f.tok_s_resident <= 0)
+        return; /* no kernel profile yet: `llmap bench kernels` first */
+    double factor = tg_tps / f.tok_s_resident;
+    if (!json)
+        printf("fit        kernels alone predict %.2f tokens/s; this forward pass reaches %.2f of that%s%s\n",
+               f.tok_s_resident, factor, old_factor > 0 ? "; with the saved factor the prediction was " : "",
+               old_factor > 0 ? "" : " (saved for `llmap fit`)");
+    if (!json && old_factor > 0)
+        printf("           %.2f tokens/s (%+.0f%% vs measured); factor updated\n", f.tok_s_resident * old_factor,
+               100.0 * (f.tok_s_resident * old_factor / tg_tps - 1));
+    llm_machine_save_forward_factor(factor, &err);
+}
+
 int cmd_bench_model(int argc, char **argv)
 {
     bench_args a;
@@ -199,6 +226,8 @@ int cmd_bench_model(int argc, char **argv)
                        r.tg_cpu_tps);
         }
     }
+    if (!rc && a.tg && r.tg_tps > 0)
+        calibrate_fit(&m, &a, r.tg_tps, a.json);
     llm_pool_free(pool);
     llm_model_free(&m);
     return rc ? 1 : 0;

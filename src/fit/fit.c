@@ -141,7 +141,7 @@ static double token_seconds(const gguf_file *f, const llm_machine *mc)
         double eff = mc->eff_by_type[x->type] > 0 ? mc->eff_by_type[x->type] : mc->efficiency;
         t += bytes / (mc->bw_bytes_s * eff);
     }
-    return t;
+    return mc->forward_factor > 0 ? t / mc->forward_factor : t;
 }
 
 static void predict(llm_fit *r, const gguf_file *f, const llm_machine *mc, uint64_t file_bytes)

@@ -31,6 +31,8 @@ typedef struct llm_machine {
     double efficiency;       /* share of bw a well-written runtime reaches for generation */
     double disk_bytes_s;     /* for paging; 0 = not applicable (VRAM: no paging) */
     bool measured;           /* figures measured on this machine rather than from a table */
+    double forward_factor;   /* whole forward pass vs its matrix x vector kernels alone (attention,
+                              * norms, synchronisation), measured by `llmap bench MODEL`; 0 = 1 */
     float eff_by_type[LLM_TYPE_COUNT]; /* matrix x vector share of bandwidth per weight type, 0 = unknown
                                         * (measured by `llmap bench kernels`; else `efficiency`) */
     const char *source;      /* where the table's figures come from */
@@ -45,6 +47,7 @@ void llm_machine_this(llm_machine *m, bool *from_cache);
 /* Stores measured figures (by `llmap bench`) for later `fit` runs, merged into the profile:
  * fields <= 0 and types with ratio 0 are left as they were. */
 int llm_machine_save(double bw_bytes_s, double efficiency, double disk_bytes_s, llm_err *err);
+int llm_machine_save_forward_factor(double factor, llm_err *err);
 int llm_machine_save_kernels(double bw_bytes_s, const float ratio_by_type[LLM_TYPE_COUNT], llm_err *err);
 
 typedef enum llm_fit_verdict {

@@ -129,6 +129,9 @@ static int load_profile(llm_machine *m)
             m->efficiency = eff->valuedouble;
         if (cJSON_IsNumber(disk) && disk->valuedouble > 1e6)
             m->disk_bytes_s = disk->valuedouble;
+        const cJSON *ff = cJSON_GetObjectItem(o, "forward_factor");
+        if (cJSON_IsNumber(ff) && ff->valuedouble > 0.1 && ff->valuedouble <= 1.5)
+            m->forward_factor = ff->valuedouble;
         const cJSON *bt = cJSON_GetObjectItem(o, "efficiency_by_type"), *e;
         cJSON_ArrayForEach(e, bt)
         {
@@ -184,6 +187,17 @@ int llm_machine_save(double bw_bytes_s, double efficiency, double disk_bytes_s, 
     set_number(o, "mem_bw_bytes_s", bw_bytes_s);
     set_number(o, "efficiency", efficiency);
     set_number(o, "disk_bytes_s", disk_bytes_s);
+    int rc = write_profile(o, path, err);
+    cJSON_Delete(o);
+    free(path);
+    return rc;
+}
+
+int llm_machine_save_forward_factor(double factor, llm_err *err)
+{
+    char *path = profile_path();
+    cJSON *o = read_profile_json(path);
+    set_number(o, "forward_factor", factor);
     int rc = write_profile(o, path, err);
     cJSON_Delete(o);
     free(path);
