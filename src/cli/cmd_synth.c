@@ -4,6 +4,7 @@
  * without downloading one.
  */
 #include <getopt.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,12 +108,24 @@ int cmd_synth(int argc, char **argv)
         o.shape.tied_output = tied;
     char *def = vocab ? NULL : default_vocab(arch);
     o.vocab_path = vocab ? vocab : def;
-    if (!o.vocab_path)
-        return cli_fail("synth", "no vocabulary: pass --vocab FILE.gguf (a GGUF with tokenizer.* metadata)");
+    char builtin[] = "/tmp/llmap-vocab-XXXXXX";
+    if (!o.vocab_path) { /* a fresh clone without ../shared: use the built-in byte-level vocabulary */
+        int fd = mkstemp(builtin);
+        if (fd < 0 || (close(fd), llm_synth_builtin_vocab(builtin, &err))) {
+            if (fd >= 0)
+                unlink(builtin);
+            return cli_fail("synth", "no vocabulary (pass --vocab FILE.gguf) and the built-in one failed: %s",
+                            fd < 0 ? strerror(errno) : err.msg);
+        }
+        o.vocab_path = builtin;
+        fprintf(stderr, "llmap synth: no vocabulary given or found; using the built-in byte-level one (354 tokens)\n");
+    }
     o.progress = progress >= 0 ? progress : (o.shape.n_embd >= 2048 && isatty(2));
     double t0 = llm_now();
     int rc = llm_synth_write(argv[optind], &o, &err);
     free(def);
+    if (o.vocab_path == builtin)
+        unlink(builtin);
     if (rc)
         return cli_fail("synth", "%s", err.msg);
     if (o.progress)

@@ -79,4 +79,8 @@ typedef struct llm_synth_opts {
 
 int llm_synth_write(const char *out_path, const llm_synth_opts *opts, llm_err *err);
 
+/* Writes a small built-in SentencePiece vocabulary (byte fallback + printable ASCII) as a
+ * tensor-less GGUF at path, for synthetic models made where no vocabulary file is available. */
+int llm_synth_builtin_vocab(const char *path, llm_err *err);
+
 #endif

@@ -132,6 +132,15 @@ else
     skip "shared vocabularies absent: synth not checked"
 fi
 
+# No vocabulary anywhere (a user's fresh clone): the built-in byte-level one makes a model that
+# loads, tokenizes any text (non-ASCII through byte tokens) and generates.
+LLMAP_SHARED=/nonexistent "$BIN" synth --quiet "$TMP/builtin.gguf" 2>"$TMP/err"
+check "synth without a vocabulary falls back to the built-in one" grep -q "built-in byte-level" "$TMP/err"
+"$BIN" tokenize "$TMP/builtin.gguf" "héllo" --ids >"$TMP/ids" 2>&1
+check "the built-in vocabulary tokenizes non-ASCII text via byte tokens" grep -q "1 " "$TMP/ids"
+"$BIN" run "$TMP/builtin.gguf" "hi" --num-predict 4 --temperature 0 --threads 1 >"$TMP/out" 2>"$TMP/err"
+check "a model with the built-in vocabulary generates" test -s "$TMP/out"
+
 if [ "$skip" -gt 0 ]; then
     echo "synth: $pass passed, $fail failed, $skip skipped"
 else
