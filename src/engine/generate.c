@@ -368,7 +368,10 @@ int llmap_generate(llmap_session *s, const char *prompt, const llmap_sampling *s
         goto done;
     }
 
-    /* Answer: one token at a time. */
+    /* Answer: one token at a time. Each token's counters are read once; the reading after one
+     * token is the starting point of the next (the /proc reads are not free). */
+    llm_mem_sample prev;
+    llm_mem_sample_now(&prev);
     setup_sampling(s, sp);
     llm_detok dt;
     llm_detok_init(&dt, s->model->vocab, 0);
@@ -414,12 +417,12 @@ int llmap_generate(llmap_session *s, const char *prompt, const llmap_sampling *s
             reason = "length";
             break;
         }
-        llm_mem_sample ta, tb;
-        llm_mem_sample_now(&ta);
         if (eval(s, &tok, 1, s->logits, &e))
             goto done_gen;
-        llm_mem_sample_now(&tb);
-        watch_paging(s, &ta, &tb);
+        llm_mem_sample now;
+        llm_mem_sample_now(&now);
+        watch_paging(s, &prev, &now);
+        prev = now;
     }
     if (strcmp(reason, "cancel") && !s->stopper.stopped)
         flush_text(s, &dt, &es);
