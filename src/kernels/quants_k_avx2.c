@@ -1,0 +1,289 @@
+/*
+ * quants_k_avx2 — AVX2 + FMA + F16C dot products for the K-quants (256-element super-blocks,
+ * Q2_K..Q6_K) and the Q8_K activation quantizer.
+ *
+ * Same contract as quants_avx2.c: each function computes what its scalar twin in quants_k.c
+ * computes (integer sums per sub-block exact, only the float accumulation order differs), and
+ * the Q8_K quantizer is byte-identical to the scalar one. Sub-block scales are unpacked to
+ * i16 multipliers and applied with _mm256_madd_epi16 after the u8 x s8 _mm256_maddubs_epi16.
+ */
+#include "kernels/simd_avx2.h"
+
+/* From 16 signed byte scales (one per 16-element group), the i16 multipliers for groups
+ * g and g+1 (g even) laid out as maddubs lays out 32 bytes: i16 lanes 0..7 take bytes
+ * 0..15 (group g), lanes 8..15 take bytes 16..31 (group g+1). */
+static inline __m256i scale_pair(__m128i scales8, int g)
+{
+    const __m128i ctrl = _mm_set_epi64x((long long)(0x0101010101010101ull * (uint64_t)(g + 1)),
+                                        (long long)(0x0101010101010101ull * (uint64_t)g));
+    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales8, ctrl));
+}
+
+void llm_act_q8_K_avx2(const float *x, void *dst, int64_t n)
+{
+    block_q8_K *y = dst;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < QK_K; j += 8)
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+        __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        if (!amax) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        /* the reference keeps the sign of the first element reaching amax */
+        float max = 0;
+        for (int j = 0; j < QK_K; j++) {
+            if (x[j] == amax || x[j] == -amax) {
+                max = x[j];
+                break;
+            }
+        }
+        const float iscale = -127.f / max;
+        const __m256 mul = _mm256_set1_ps(iscale);
+        const __m256i top = _mm256_set1_epi32(127);
+        for (int g = 0; g < QK_K / 32; g++) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++) {
+                __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + 32 * g + 8 * k), mul);
+                q[k] = _mm256_min_epi32(top, _mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT)));
+            }
+            y[i].bsums[2 * g] = (int16_t)hsum_epi32(_mm256_add_epi32(q[0], q[1]));
+            y[i].bsums[2 * g + 1] = (int16_t)hsum_epi32(_mm256_add_epi32(q[2], q[3]));
+            __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+            p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(y[i].qs + 32 * g), p);
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+void llm_vec_dot_q2_K_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const block_q2_K *x = w;
+    const block_q8_K *y = act;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_min = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const uint8_t *sc = x[i].scales;
+        /* min term: sum_g (sc[g] >> 4) * bsums[g] */
+        __m128i scb = _mm_loadu_si128((const __m128i *)sc);
+        __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(scb, 4), _mm_set1_epi8(0xF)));
+        __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        int summs = hsum_epi32(_mm256_madd_epi16(mins, bs));
+
+        __m128i scales = _mm_and_si128(scb, _mm_set1_epi8(0xF));
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3);
+                __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 128 * h + 32 * j));
+                __m256i p = _mm256_maddubs_epi16(q2, q8);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 8 * h + 2 * j), p));
+            }
+        }
+        float dall = y[i].d * h2f(x[i].d), dmin = y[i].d * h2f(x[i].dmin);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dall), _mm256_cvtepi32_ps(sumi), acc);
+        acc_min += dmin * (float)summs;
+    }
+    *s = hsum_ps(acc) - acc_min;
+}
+
+/* The 16 signed 6-bit scales of a q3_K block (minus 32) as bytes, unpacked with word
+ * operations (layout as in llm_q3_K_scales). */
+static inline __m128i q3_K_scales(const uint8_t packed[12])
+{
+    uint32_t a[4];
+    memcpy(a, packed, 12);
+    const uint32_t low4 = 0x0f0f0f0f, low2 = 0x03030303;
+    uint32_t hi = a[2];
+    a[2] = ((a[0] >> 4) & low4) | (((hi >> 4) & low2) << 4);
+    a[3] = ((a[1] >> 4) & low4) | (((hi >> 6) & low2) << 4);
+    a[0] = (a[0] & low4) | (((hi >> 0) & low2) << 4);
+    a[1] = (a[1] & low4) | (((hi >> 2) & low2) << 4);
+    /* built from registers: a 16-byte load of the just-stored words would stall on store
+     * forwarding */
+    return _mm_sub_epi8(_mm_setr_epi32((int)a[0], (int)a[1], (int)a[2], (int)a[3]), _mm_set1_epi8(32));
+}
+
+/* q3 = (q2 + 4 * hbit) - 4: the unsigned 3-bit value (0..7) goes through one maddubs, and the
+ * -4 offset is taken out once per block from the activation bsums (sum_g sc[g] * 4 * bsums[g]).
+ * Each block's integer sum is exact, as in the scalar reference. */
+void llm_vec_dot_q3_K_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const block_q3_K *x = w;
+    const block_q8_K *y = act;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        __m128i scales = q3_K_scales(x[i].scales);
+        __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales),
+                                           _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 2));
+        __m256i hmask = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        for (int h = 0; h < 2; h++) {
+            __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                const int bit = 4 * h + j; /* hmask bit of this run, moved to bit 2 (value 4) */
+                __m256i hb = _mm256_and_si256(hmask, _mm256_set1_epi8((char)(1 << bit)));
+                hb = bit >= 2 ? _mm256_srli_epi16(hb, bit - 2) : _mm256_slli_epi16(hb, 2 - bit);
+                __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3), hb);
+                __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 128 * h + 32 * j));
+                __m256i p = _mm256_maddubs_epi16(q, q8);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 8 * h + 2 * j), p));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+/* The 8 scales (bytes 0..7) and 8 mins (bytes 8..15) of a q4_K/q5_K block, unpacked from
+ * the 12-byte 6-bit layout with word operations (see llm_get_scale_min_k4 for the layout). */
+static inline __m128i k4_scales_mins(const uint8_t packed[12])
+{
+    uint32_t u[4];
+    memcpy(u, packed, 12);
+    const uint32_t low6 = 0x3f3f3f3f, low4 = 0x0f0f0f0f, low2 = 0x03030303;
+    u[3] = ((u[2] >> 4) & low4) | (((u[1] >> 6) & low2) << 4); /* mins 4..7 */
+    uint32_t mins03 = u[1] & low6;
+    u[1] = (u[2] & low4) | (((u[0] >> 6) & low2) << 4); /* scales 4..7 */
+    u[2] = mins03;
+    u[0] &= low6; /* scales 0..3 */
+    return _mm_setr_epi32((int)u[0], (int)u[1], (int)u[2], (int)u[3]); /* not via memory: see q3_K_scales */
+}
+
+/* vpshufb control that broadcasts i16 lane j (j < 8) of each 128-bit half. */
+static inline __m256i i16_lane(int j)
+{
+    return _mm256_set1_epi16((short)(0x0100 + 0x0202 * j));
+}
+
+/* sum_j m[j] * (bsums[2j] + bsums[2j+1]) as 4 x i32 (mins16: i16 lanes 0..7). */
+static inline __m128i k4_min_term(__m128i mins16, const int16_t bsums[16])
+{
+    __m256i bs = _mm256_loadu_si256((const __m256i *)bsums);
+    __m128i pair = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+    return _mm_madd_epi16(mins16, pair);
+}
+
+void llm_vec_dot_q4_K_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const block_q4_K *x = w;
+    const block_q8_K *y = act;
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 acc_m = _mm_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        __m256i sm = _mm256_cvtepu8_epi16(k4_scales_mins(x[i].scales)); /* i16: 8 scales, 8 mins */
+        __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm));
+        __m128i mt = k4_min_term(_mm256_extracti128_si256(sm, 1), y[i].bsums);
+        const uint8_t *q4 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        __m256i sumi0 = _mm256_setzero_si256(), sumi1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int c = 0; c < QK_K / 64; c++) {
+            __m256i bits = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
+            __m256i lo = _mm256_and_si256(bits, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
+            __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
+            pl = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, i16_lane(2 * c)), pl);
+            ph = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, i16_lane(2 * c + 1)), ph);
+            sumi0 = _mm256_add_epi32(sumi0, pl);
+            sumi1 = _mm256_add_epi32(sumi1, ph);
+        }
+        float d = y[i].d * h2f(x[i].d), dmin = y[i].d * h2f(x[i].dmin);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi0, sumi1)), acc);
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mt), acc_m);
+    }
+    __m128 m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    *s = hsum_ps(acc) - _mm_cvtss_f32(m);
+}
+
+void llm_vec_dot_q5_K_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const block_q5_K *x = w;
+    const block_q8_K *y = act;
+    const __m256i m4 = _mm256_set1_epi8(0xF), sixteen = _mm256_set1_epi8(16);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 acc_m = _mm_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        __m256i sm = _mm256_cvtepu8_epi16(k4_scales_mins(x[i].scales));
+        __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm));
+        __m128i mt = k4_min_term(_mm256_extracti128_si256(sm, 1), y[i].bsums);
+        const uint8_t *q5 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int c = 0; c < QK_K / 64; c++) {
+            __m256i bits = _mm256_loadu_si256((const __m256i *)(q5 + 32 * c));
+            /* fifth bits of this chunk: qh bit 2c (low nibbles) and 2c+1 (high nibbles) -> 16 */
+            __m256i hl = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * c), 4), sixteen);
+            __m256i hh = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * c + 1), 4), sixteen);
+            __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), hl);
+            __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), hh);
+            __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c)));
+            __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * c + 32)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, i16_lane(2 * c)), pl));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(scales, i16_lane(2 * c + 1)), ph));
+        }
+        float d = y[i].d * h2f(x[i].d), dmin = y[i].d * h2f(x[i].dmin);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mt), acc_m);
+    }
+    __m128 m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    *s = hsum_ps(acc) - _mm_cvtss_f32(m);
+}
+
+/* The -32 offset of the 6-bit quants is taken out once per block from the activation's
+ * 16-element sums (bsums): sum_g sc[g] * 32 * bsums[g], one madd, instead of a second maddubs
+ * per 32 elements (in cache 23 -> 27 GB/s per core). Each block's integer sum is exact, as
+ * before; only its spread over the 8 lanes (and so the float rounding) differs. */
+void llm_vec_dot_q6_K_avx2(int64_t n, float *s, const void *w, const void *act)
+{
+    const block_q6_K *x = w;
+    const block_q8_K *y = act;
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        __m128i scales = _mm_loadu_si128((const __m128i *)x[i].scales);
+        __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales),
+                                           _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 5));
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x[i].ql + 64 * h;
+            const int8_t *q8 = y[i].qs + 128 * h;
+            __m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i bh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            /* the four 32-element runs of this half, unsigned 0..63 (|pair| <= 2*63*127) */
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(b2, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(q8 + 32 * k)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 8 * h + 2 * k), p));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    *s = hsum_ps(acc);
+}
