@@ -4,6 +4,7 @@
  * the store itself (import, resolve, list, cp, rm + garbage collection, check) in a temporary
  * root. Digests are checked against sha256sum(1), an implementation independent of ours.
  */
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -237,6 +238,71 @@ static void test_params(void)
     CHECK(p.temperature == 0.2f);
     llm_params_free(&p);
     CHECK_EQ_INT(llm_params_from_json(&p, j, strlen(j), false, &err), -1);
+    llm_params_free(&p);
+}
+
+/* The one JSON form of parameters (manifests and `llmap show --json`): what Ollama's options and
+ * params layer spell as numbers are JSON numbers; a seed a double cannot hold exactly is a
+ * decimal string. Expected texts are written out by hand. */
+static void test_params_json(void)
+{
+    llm_params p = {0};
+    llm_err err;
+    CHECK_EQ_INT(llm_params_set(&p, "temperature", "0.5", &err), 0);
+    CHECK_EQ_INT(llm_params_set(&p, "top_k", "40", &err), 0);
+    CHECK_EQ_INT(llm_params_set(&p, "seed", "42", &err), 0);
+    CHECK_EQ_INT(llm_params_set(&p, "num_predict", "-2", &err), 0);
+    CHECK_EQ_INT(llm_params_set(&p, "stop", "</s>", &err), 0);
+    CHECK_EQ_INT(llm_params_set(&p, "stop", "a\"b", &err), 0);
+    cJSON *o = llm_params_to_json(&p);
+    char *txt = cJSON_PrintUnformatted(o);
+    CHECK_EQ_STR(txt, "{\"temperature\":0.5,\"top_k\":40,\"seed\":42,\"num_predict\":-2,"
+                      "\"stop\":[\"</s>\",\"a\\\"b\"]}");
+    free(txt);
+    cJSON_Delete(o);
+
+    /* cJSON prints numbers with 15 significant digits: 1e15 - 1 is the last seed written as a
+     * number; 1e15, 2^53 + 1 and 2^64 - 1 are strings. */
+    const struct {
+        const char *seed, *json;
+    } seeds[] = {
+        {"0", "{\"seed\":0}"},
+        {"999999999999999", "{\"seed\":999999999999999}"},
+        {"1000000000000000", "{\"seed\":\"1000000000000000\"}"},
+        {"9007199254740993", "{\"seed\":\"9007199254740993\"}"},
+        {"18446744073709551615", "{\"seed\":\"18446744073709551615\"}"},
+    };
+    for (size_t i = 0; i < sizeof seeds / sizeof *seeds; i++) {
+        llm_params q = {0}, back = {0};
+        CHECK_EQ_INT(llm_params_set(&q, "seed", seeds[i].seed, &err), 0);
+        o = llm_params_to_json(&q);
+        txt = cJSON_PrintUnformatted(o);
+        CHECK_EQ_STR(txt, seeds[i].json);
+        /* and it reads back to the same seed, through the parser of the Ollama params layer */
+        CHECK_EQ_INT(llm_params_from_json(&back, txt, strlen(txt), false, &err), 0);
+        CHECK_MSG(back.set == LLM_P_SEED && back.seed == strtoull(seeds[i].seed, NULL, 10), "seed %s round trip",
+                  seeds[i].seed);
+        free(txt);
+        cJSON_Delete(o);
+    }
+    /* Nothing set: an empty object, not absent keys with zero values. */
+    llm_params none = {0};
+    o = llm_params_to_json(&none);
+    txt = cJSON_PrintUnformatted(o);
+    CHECK_EQ_STR(txt, "{}");
+    free(txt);
+    cJSON_Delete(o);
+
+    /* The manifest carries the same object under "parameters". */
+    llm_manifest m = {0};
+    snprintf(m.digest, sizeof m.digest, "sha256-%s", HEX_A);
+    m.params = p;
+    char *man = llm_manifest_to_json(&m);
+    cJSON *root = cJSON_Parse(man);
+    const cJSON *seed = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "parameters"), "seed");
+    CHECK(cJSON_IsNumber(seed) && seed->valuedouble == 42);
+    cJSON_Delete(root);
+    free(man);
     llm_params_free(&p);
 }
 
@@ -516,6 +582,7 @@ int main(void)
     test_atomic_write(tmp);
     test_manifest_round_trip();
     test_params();
+    test_params_json();
     test_modelfile();
     test_pull_sources();
     test_store(tmp);

@@ -5,6 +5,7 @@
  */
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,44 +304,22 @@ static void facts_free(model_facts *f)
     free(f->quant);
 }
 
-static cJSON *params_json(const llm_params *p)
-{
-    cJSON *o = cJSON_CreateObject();
-    if (p->set & LLM_P_TEMPERATURE)
-        cJSON_AddNumberToObject(o, "temperature", p->temperature);
-    if (p->set & LLM_P_TOP_K)
-        cJSON_AddNumberToObject(o, "top_k", p->top_k);
-    if (p->set & LLM_P_TOP_P)
-        cJSON_AddNumberToObject(o, "top_p", p->top_p);
-    if (p->set & LLM_P_MIN_P)
-        cJSON_AddNumberToObject(o, "min_p", p->min_p);
-    if (p->set & LLM_P_REPEAT_PENALTY)
-        cJSON_AddNumberToObject(o, "repeat_penalty", p->repeat_penalty);
-    if (p->set & LLM_P_SEED)
-        cJSON_AddNumberToObject(o, "seed", (double)p->seed);
-    if (p->set & LLM_P_NUM_CTX)
-        cJSON_AddNumberToObject(o, "num_ctx", p->num_ctx);
-    if (p->set & LLM_P_NUM_PREDICT)
-        cJSON_AddNumberToObject(o, "num_predict", p->num_predict);
-    if (p->set & LLM_P_STOP) {
-        cJSON *a = cJSON_AddArrayToObject(o, "stop");
-        for (int i = 0; i < p->n_stop; i++)
-            cJSON_AddItemToArray(a, cJSON_CreateString(p->stop[i]));
-    }
-    return o;
-}
-
+/* One "name value" line per parameter; integers (seed, top_k, ...) in full, not as %g's 6 digits. */
 static void print_params_text(const llm_params *p)
 {
-    cJSON *o = params_json(p);
+    cJSON *o = llm_params_to_json(p);
     const cJSON *it;
     cJSON_ArrayForEach(it, o)
     {
         if (cJSON_IsArray(it)) {
             const cJSON *s;
             cJSON_ArrayForEach(s, it) printf("    %-16s \"%s\"\n", it->string, s->valuestring);
+        } else if (cJSON_IsString(it)) {
+            printf("    %-16s %s\n", it->string, it->valuestring);
+        } else if (fabs(it->valuedouble) < 1e15 && it->valuedouble == floor(it->valuedouble)) {
+            printf("    %-16s %lld\n", it->string, (long long)it->valuedouble);
         } else {
-            printf("    %-16s %g\n", it->string, it->valuedouble);
+            printf("    %-16s %.7g\n", it->string, it->valuedouble); /* float parameters: 7 digits */
         }
     }
     cJSON_Delete(o);
@@ -387,7 +366,7 @@ int cmd_show(int argc, char **argv)
         cJSON_AddNumberToObject(o, "block_count", f.n_layer);
         if (f.license)
             cJSON_AddStringToObject(o, "license", f.license);
-        cJSON_AddItemToObject(o, "options", params_json(&m.params));
+        cJSON_AddItemToObject(o, "options", llm_params_to_json(&m.params));
         if (m.template_str)
             cJSON_AddStringToObject(o, "template", m.template_str);
         if (m.system)

@@ -4,7 +4,7 @@
  *
  *   {"schema":1, "name":"qwen2:0.5b", "model":"sha256-<hex>", "size":123,
  *    "template":"...", "system":"...", "source":"...", "created":"2026-01-01T00:00:00Z",
- *    "parameters":{"temperature":0.7, "stop":["</s>"]}}
+ *    "parameters":{"temperature":0.7, "seed":42, "stop":["</s>"]}}
  *
  * Manifests are outside data once on disk (a user can edit them), so reading checks every
  * field: a malformed digest would otherwise let a manifest point anywhere.
@@ -116,9 +116,14 @@ void llm_manifest_free(llm_manifest *m)
     memset(m, 0, sizeof *m);
 }
 
-static void add_params(cJSON *root, const llm_params *p)
+/* Largest seed written as a JSON number: cJSON prints numbers with 15 significant digits
+ * (%1.15g; its round-trip check is approximate), so 16-digit integers would come out rounded,
+ * and param_from_json reads numbers below 1e15 back as integers. */
+#define JSON_MAX_INT_SEED 999999999999999ull /* 1e15 - 1 */
+
+cJSON *llm_params_to_json(const llm_params *p)
 {
-    cJSON *o = cJSON_AddObjectToObject(root, "parameters");
+    cJSON *o = cJSON_CreateObject();
     if (p->set & LLM_P_TEMPERATURE)
         cJSON_AddNumberToObject(o, "temperature", p->temperature);
     if (p->set & LLM_P_TOP_K)
@@ -130,10 +135,15 @@ static void add_params(cJSON *root, const llm_params *p)
     if (p->set & LLM_P_REPEAT_PENALTY)
         cJSON_AddNumberToObject(o, "repeat_penalty", p->repeat_penalty);
     if (p->set & LLM_P_SEED) {
-        /* A double cannot hold every 64-bit seed: keep it as a decimal string. */
-        char s[32];
-        snprintf(s, sizeof s, "%llu", (unsigned long long)p->seed);
-        cJSON_AddStringToObject(o, "seed", s);
+        /* A number, as Ollama's options and params layer have it, while it prints exactly;
+         * beyond that a decimal string, so the seed that was set is the one that runs. */
+        if (p->seed <= JSON_MAX_INT_SEED) {
+            cJSON_AddNumberToObject(o, "seed", (double)p->seed);
+        } else {
+            char s[32];
+            snprintf(s, sizeof s, "%llu", (unsigned long long)p->seed);
+            cJSON_AddStringToObject(o, "seed", s);
+        }
     }
     if (p->set & LLM_P_NUM_CTX)
         cJSON_AddNumberToObject(o, "num_ctx", p->num_ctx);
@@ -144,6 +154,7 @@ static void add_params(cJSON *root, const llm_params *p)
         for (int i = 0; i < p->n_stop; i++)
             cJSON_AddItemToArray(a, cJSON_CreateString(p->stop[i]));
     }
+    return o;
 }
 
 char *llm_manifest_to_json(const llm_manifest *m)
@@ -161,7 +172,7 @@ char *llm_manifest_to_json(const llm_manifest *m)
         cJSON_AddStringToObject(root, "source", m->source);
     if (m->created)
         cJSON_AddStringToObject(root, "created", m->created);
-    add_params(root, &m->params);
+    cJSON_AddItemToObject(root, "parameters", llm_params_to_json(&m->params));
     char *s = cJSON_Print(root);
     cJSON_Delete(root);
     if (!s)

@@ -96,6 +96,11 @@ void llm_params_free(llm_params *p);
 /* Parameters from a JSON object ({"temperature":0.7,"stop":["a"]}, the Ollama params layer).
  * lenient: keys llmap does not know are skipped instead of rejected. */
 int llm_params_from_json(llm_params *p, const char *json, size_t len, bool lenient, llm_err *err);
+/* The parameters that are set, as the JSON object llm_params_from_json reads (manifests,
+ * `llmap show --json`): numbers, "stop" an array of strings, and "seed" a number below 1e15
+ * (what cJSON prints exactly) and a decimal string from there on. Caller owns it (cJSON_Delete). */
+struct cJSON;
+struct cJSON *llm_params_to_json(const llm_params *p);
 
 typedef struct llm_manifest {
     char *name;          /* canonical name:tag */
