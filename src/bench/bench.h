@@ -12,27 +12,15 @@
 #include <stdio.h>
 
 #include "kernels/kernels.h"
+#include "mem/mem.h"
 #include "util/util.h"
 
 /* Sums `bytes` of memory (AVX2 when the CPU has it) split across the pool's threads; returns the
  * best read bandwidth of `reps` passes in GB/s (1e9 bytes/s), or -1 when out of memory. */
 double llm_bench_bandwidth(llm_pool *pool, size_t bytes, int reps);
 
-/* The same probe as a reusable buffer, so a benchmark can interleave bandwidth passes with its
- * own passes and compare the two under the same conditions (a shared machine drifts). */
-typedef struct llm_bw_probe {
-    void *buf;
-    size_t bytes;
-} llm_bw_probe;
-
-int llm_bw_probe_init(llm_bw_probe *p, size_t bytes); /* -1 when out of memory */
-double llm_bw_probe_pass(llm_bw_probe *p, llm_pool *pool); /* GB/s of one pass */
-void llm_bw_probe_free(llm_bw_probe *p);
-
-/* The streaming sums behind llm_bench_bandwidth (returned so the loads cannot be optimized
- * away). n is a multiple of 128 and p is 32-byte aligned. */
-uint64_t llm_bench_sum_scalar(const void *p, size_t n);
-uint64_t llm_bench_sum_avx2(const void *p, size_t n);
+/* One pass of a probe buffer (llm_bw_probe_init/free, src/mem) on the pool: GB/s. */
+double llm_bw_probe_pass(llm_bw_probe *p, llm_pool *pool);
 
 typedef struct llm_kbench_opts {
     size_t weight_bytes;  /* matrix size per type; should exceed the last-level cache */

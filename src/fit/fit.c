@@ -8,6 +8,9 @@
  * sampler arrays, the vocabulary's tables, and the process's own baseline. A constant for the
  * baseline is measured, not guessed: see tests/sh/test_fit.sh, which holds predictions to 5 %
  * of the peak RSS measured for real runs.
+ *
+ * The shape comes from the model loader's own reader (llm_hparams_read): fit predicts what
+ * src/model allocates, so it depends on model (one way: model never includes fit).
  */
 #include "fit/fit.h"
 
@@ -17,6 +20,7 @@
 #include <unistd.h>
 
 #include "kernels/kernels.h"
+#include "model/model.h"
 
 /* Resident memory of an llmap process before the model: binary, libc/libs, thread stacks. */
 #define BASE_BYTES (9728ull << 10)
@@ -25,37 +29,19 @@ typedef struct shape {
     uint64_t n_vocab, n_ctx_train, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_rot;
 } shape;
 
+/* The shape as the model loader reads it (llm_hparams_read: the same keys, defaults and checks,
+ * so fit refuses what `llmap run` refuses), widened for the size arithmetic below. */
 static int read_shape(const gguf_file *f, shape *s, llm_err *err)
 {
-    char *arch = gguf_arch(f);
-    if (!arch)
-        return llm_errf(err, "%s: missing metadata key 'general.architecture'", f->path);
-    char key[160];
-#define ARCH_U32(field, name, def)                                                                   \
-    do {                                                                                             \
-        uint32_t v_;                                                                                 \
-        snprintf(key, sizeof key, "%s.%s", arch, name);                                              \
-        if (gguf_get_u32_or(f, key, def, &v_, err)) {                                                \
-            free(arch);                                                                              \
-            return -1;                                                                               \
-        }                                                                                            \
-        s->field = v_;                                                                               \
-    } while (0)
-    ARCH_U32(n_ctx_train, "context_length", 2048);
-    ARCH_U32(n_embd, "embedding_length", 0);
-    ARCH_U32(n_layer, "block_count", 0);
-    ARCH_U32(n_head, "attention.head_count", 1);
-    ARCH_U32(n_head_kv, "attention.head_count_kv", (uint32_t)s->n_head);
-    ARCH_U32(n_ff, "feed_forward_length", 0);
-    ARCH_U32(head_dim, "attention.key_length", s->n_head ? (uint32_t)(s->n_embd / s->n_head) : 0);
-    ARCH_U32(n_rot, "rope.dimension_count", (uint32_t)s->head_dim);
-#undef ARCH_U32
-    free(arch);
+    llm_hparams hp;
+    if (llm_hparams_read(f, &hp, err))
+        return -1;
+    *s = (shape){.n_ctx_train = hp.n_ctx_train, .n_embd = hp.n_embd, .n_layer = hp.n_layer, .n_head = hp.n_head,
+                 .n_head_kv = hp.n_head_kv, .head_dim = hp.head_dim, .n_ff = hp.n_ff, .n_rot = hp.n_rot};
+    /* The vocabulary size is the embedding's rows, which the loader reads with the tensors. */
     const gguf_kv *toks = gguf_find(f, "tokenizer.ggml.tokens");
     const gguf_tensor *e = gguf_find_tensor(f, "token_embd.weight");
     s->n_vocab = e ? (uint64_t)e->ne[1] : toks ? toks->arr_n : 0;
-    if (!s->n_embd || !s->n_layer)
-        return llm_errf(err, "%s: not a model (no embedding length / block count)", f->path);
     return 0;
 }
 

@@ -19,7 +19,6 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,57 +222,13 @@ int llm_machine_save_kernels(double bw_bytes_s, const float ratio_by_type[LLM_TY
     return rc;
 }
 
-/* The quick probe: every thread sums its share of a buffer larger than the last-level cache. */
-typedef struct probe {
-    const uint64_t *buf;
-    size_t n;
-    uint64_t sum;
-} probe;
-
-static void *probe_thread(void *arg)
-{
-    probe *p = arg;
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (size_t i = 0; i + 4 <= p->n; i += 4) {
-        s0 += p->buf[i];
-        s1 += p->buf[i + 1];
-        s2 += p->buf[i + 2];
-        s3 += p->buf[i + 3];
-    }
-    p->sum = s0 + s1 + s2 + s3;
-    return NULL;
-}
-
+/* The quick probe (src/mem/bandwidth.c, the one `llmap bench` runs on its pool) on one thread per
+ * CPU: 128 MiB, 4x the L3 of common desktop CPUs, best of 2 passes. */
 static double quick_bandwidth(int n_threads)
 {
-    size_t bytes = 128u << 20, words = bytes / 8; /* 4x the L3 of common desktop CPUs */
-    uint64_t *buf = malloc(bytes);
-    if (!buf)
-        return 10e9;
-    for (size_t i = 0; i < words; i++)
-        buf[i] = i;
-    double best = 0;
-    probe p[64];
-    pthread_t th[64];
-    if (n_threads > 64)
-        n_threads = 64;
-    for (int rep = 0; rep < 2; rep++) {
-        double t0 = llm_now();
-        for (int t = 0; t < n_threads; t++) {
-            p[t] = (probe){buf + words / n_threads * t, words / n_threads, 0};
-            pthread_create(&th[t], NULL, probe_thread, &p[t]);
-        }
-        uint64_t total = 0;
-        for (int t = 0; t < n_threads; t++) {
-            pthread_join(th[t], NULL);
-            total += p[t].sum;
-        }
-        double bw = bytes / (llm_now() - t0);
-        if (bw > best && total)
-            best = bw;
-    }
-    free(buf);
-    return best;
+    llm_runner own = {.n_threads = n_threads};
+    double gbs = llm_mem_bandwidth(128u << 20, &own, 2);
+    return gbs > 0 ? gbs * GB : 10e9; /* out of memory: a typical figure rather than none */
 }
 
 void llm_machine_this(llm_machine *m, bool *from_cache)

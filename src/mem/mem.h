@@ -167,4 +167,34 @@ void llm_sysmem_get(llm_sysmem *s);
 /* The memory this process can actually use: available RAM, capped by the cgroup headroom. */
 uint64_t llm_sysmem_usable(const llm_sysmem *s);
 
+/* ---- memory read bandwidth (bandwidth.c, sum_avx2.c) ---------------------------------------- */
+
+/* Runs fn(ctx, ith, nth) for every ith < nth at once and returns when all are done: how a
+ * caller lends its thread pool (src/kernels) to the probe. run == NULL: the probe starts
+ * n_threads threads of its own (at most 64) for each pass. */
+typedef struct llm_runner {
+    void (*run)(void *pool, void (*fn)(void *ctx, int ith, int nth), void *ctx);
+    void *pool;
+    int n_threads; /* nth that run uses; <= 0: 1 */
+} llm_runner;
+
+/* A buffer for the probe, kept so a benchmark can interleave bandwidth passes with its own and
+ * compare the two under the same conditions (a shared machine drifts). */
+typedef struct llm_bw_probe {
+    void *buf;
+    size_t bytes;
+} llm_bw_probe;
+
+int llm_bw_probe_init(llm_bw_probe *p, size_t bytes); /* -1 when out of memory */
+/* One pass: every thread sums its slice (AVX2 when the CPU has it); GB/s (1e9 bytes/s). */
+double llm_bw_probe_measure(llm_bw_probe *p, const llm_runner *r);
+void llm_bw_probe_free(llm_bw_probe *p);
+/* Best read bandwidth of `reps` passes over `bytes` of memory, in GB/s; -1 when out of memory. */
+double llm_mem_bandwidth(size_t bytes, const llm_runner *r, int reps);
+
+/* The streaming sums behind the probe (returned so the loads cannot be optimized away). n is a
+ * multiple of 128 and p is 32-byte aligned. */
+uint64_t llm_mem_sum_scalar(const void *p, size_t n);
+uint64_t llm_mem_sum_avx2(const void *p, size_t n);
+
 #endif

@@ -1,13 +1,13 @@
 /*
- * The AVX2 read loop of the bandwidth probe: four independent 256-bit accumulators per 128
- * bytes, so the loop is bound by loads, not by the add latency. Compiled with -mavx2 (file
- * name) and only called when the CPU has AVX2.
+ * The AVX2 read loop of the memory bandwidth probe (bandwidth.c): four independent 256-bit
+ * accumulators per 128 bytes, so the loop is bound by loads, not by the add latency. Compiled
+ * with -mavx2 (file name) and only called when the CPU has AVX2.
  */
 #include <immintrin.h>
 
-#include "bench/bench.h"
+#include "mem/mem.h"
 
-uint64_t llm_bench_sum_avx2(const void *p, size_t n)
+uint64_t llm_mem_sum_avx2(const void *p, size_t n)
 {
     const __m256i *v = p;
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
