@@ -15,13 +15,13 @@
 
 static const char USAGE[] =
     "llmap synth [options] OUT.gguf\n"
-    "  --arch llama|qwen2      architecture (llama)\n"
+    "  --arch llama|qwen2|qwen3|gemma|phi3  architecture (llama)\n"
     "  --shape tiny|1.1b|3b|8b shape preset (tiny); then override any of:\n"
-    "  --n-embd N --n-layer N --n-head N --n-head-kv N --n-ff N --ctx N --tied|--untied\n"
+    "  --n-embd N --n-layer N --n-head N --n-head-kv N --n-ff N --ctx N --head-dim N --tied|--untied\n"
     "  --type TYPE             weight type: f32 f16 bf16 q4_0 ... q6_k or q4_k_m (f32)\n"
     "  --seed N                random seed (1234); same seed, same bytes\n"
     "  --vocab FILE.gguf       tokenizer to copy (default: ../shared/models/vocab/\n"
-    "                          ggml-vocab-llama-spm.gguf, or ggml-vocab-gpt-2.gguf for qwen2)\n"
+    "                          ggml-vocab-llama-spm.gguf; gpt-2 for qwen2/qwen3, phi-3 for phi3)\n"
     "  --name NAME  -t THREADS  --progress|--quiet";
 
 /* The shared vocabulary files, when they are where the tests keep them. */
@@ -29,8 +29,10 @@ static char *default_vocab(const char *arch)
 {
     const char *shared = getenv("LLMAP_SHARED") ? getenv("LLMAP_SHARED") : "../shared";
     char path[4096];
-    snprintf(path, sizeof path, "%s/models/vocab/%s", shared,
-             !strcmp(arch, "qwen2") ? "ggml-vocab-gpt-2.gguf" : "ggml-vocab-llama-spm.gguf");
+    const char *file = !strncmp(arch, "qwen", 4) ? "ggml-vocab-gpt-2.gguf"
+                       : !strcmp(arch, "phi3")   ? "ggml-vocab-phi-3.gguf"
+                                                 : "ggml-vocab-llama-spm.gguf";
+    snprintf(path, sizeof path, "%s/models/vocab/%s", shared, file);
     return access(path, R_OK) == 0 ? llm_xstrdup(path) : NULL;
 }
 
@@ -44,7 +46,7 @@ static int parse_u32(const char *s, uint32_t *out)
     return 0;
 }
 
-enum { O_ARCH = 256, O_SHAPE, O_EMBD, O_LAYER, O_HEAD, O_HEADKV, O_FF, O_CTX, O_TIED, O_UNTIED, O_TYPE, O_SEED,
+enum { O_ARCH = 256, O_SHAPE, O_EMBD, O_LAYER, O_HEAD, O_HEADKV, O_FF, O_CTX, O_HEADDIM, O_TIED, O_UNTIED, O_TYPE, O_SEED,
        O_VOCAB, O_NAME };
 
 int cmd_synth(int argc, char **argv)
@@ -54,6 +56,7 @@ int cmd_synth(int argc, char **argv)
         {"n-embd", required_argument, 0, O_EMBD},   {"n-layer", required_argument, 0, O_LAYER},
         {"n-head", required_argument, 0, O_HEAD},   {"n-head-kv", required_argument, 0, O_HEADKV},
         {"n-ff", required_argument, 0, O_FF},       {"ctx", required_argument, 0, O_CTX},
+        {"head-dim", required_argument, 0, O_HEADDIM},
         {"tied", no_argument, 0, O_TIED},           {"untied", no_argument, 0, O_UNTIED},
         {"type", required_argument, 0, O_TYPE},     {"seed", required_argument, 0, O_SEED},
         {"vocab", required_argument, 0, O_VOCAB},   {"name", required_argument, 0, O_NAME},
@@ -62,7 +65,7 @@ int cmd_synth(int argc, char **argv)
         {0},
     };
     const char *arch = "llama", *shape = "tiny", *type = "f32", *vocab = NULL, *name = NULL;
-    uint32_t dims[6] = {0}; /* n_embd, n_layer, n_head, n_head_kv, n_ff, ctx overrides */
+    uint32_t dims[7] = {0}; /* n_embd, n_layer, n_head, n_head_kv, n_ff, ctx, head_dim overrides */
     int tied = -1, threads = 0, progress = -1, c;
     unsigned long long seed = 1234;
     optind = 1;
@@ -70,7 +73,7 @@ int cmd_synth(int argc, char **argv)
         switch (c) {
         case O_ARCH: arch = optarg; break;
         case O_SHAPE: shape = optarg; break;
-        case O_EMBD: case O_LAYER: case O_HEAD: case O_HEADKV: case O_FF: case O_CTX:
+        case O_EMBD: case O_LAYER: case O_HEAD: case O_HEADKV: case O_FF: case O_CTX: case O_HEADDIM:
             if (parse_u32(optarg, &dims[c - O_EMBD]) || dims[c - O_EMBD] == 0)
                 return cli_fail("synth", "--%s: expected a positive number, got '%s'", opts[c - O_ARCH].name, optarg);
             break;
@@ -99,9 +102,9 @@ int cmd_synth(int argc, char **argv)
     llm_synth_opts o = {.seed = seed, .name = name, .n_threads = threads};
     if (llm_synth_preset(shape, arch, &o.shape, &err) || llm_quant_target_parse(type, &o.target, &err))
         return cli_fail("synth", "%s", err.msg);
-    uint32_t *fields[6] = {&o.shape.n_embd, &o.shape.n_layer, &o.shape.n_head, &o.shape.n_head_kv, &o.shape.n_ff,
-                           &o.shape.n_ctx};
-    for (int i = 0; i < 6; i++)
+    uint32_t *fields[7] = {&o.shape.n_embd, &o.shape.n_layer, &o.shape.n_head, &o.shape.n_head_kv, &o.shape.n_ff,
+                           &o.shape.n_ctx, &o.shape.head_dim};
+    for (int i = 0; i < 7; i++)
         if (dims[i])
             *fields[i] = dims[i];
     if (tied >= 0)

@@ -14,7 +14,36 @@ static const char *const COMMON_KEYS[] = {
     NULL,
 };
 
-static const char *const KNOWN_ARCHS[] = {"llama", "qwen2", "qwen3", "mistral", NULL};
+static const char *const KNOWN_ARCHS[] = {"llama", "qwen2", "qwen3", "mistral", "gemma", "phi3", NULL};
+
+/* Keys llama.cpp reads without a default for the newer architectures (its load_hparams calls
+ * get_key(..., required)); llama and qwen2 files keep their historical 1e-5 default. */
+typedef struct arch_keys {
+    const char *arch;
+    const char *keys[4];
+} arch_keys;
+
+static const arch_keys ARCH_KEYS[] = {
+    {"qwen3", {"attention.layer_norm_rms_epsilon", NULL}},
+    {"gemma", {"attention.layer_norm_rms_epsilon", NULL}},
+    {"phi3", {"attention.layer_norm_rms_epsilon", NULL}},
+};
+
+static int check_arch_keys(const gguf_file *f, const char *arch, llm_err *err)
+{
+    for (size_t i = 0; i < sizeof ARCH_KEYS / sizeof *ARCH_KEYS; i++) {
+        if (strcmp(arch, ARCH_KEYS[i].arch))
+            continue;
+        for (int k = 0; ARCH_KEYS[i].keys[k]; k++) {
+            char key[256];
+            snprintf(key, sizeof key, "%s.%s", arch, ARCH_KEYS[i].keys[k]);
+            if (!gguf_find(f, key))
+                return llm_errf(err, "%s: missing metadata key '%s' required by architecture '%s'", f->path, key,
+                                arch);
+        }
+    }
+    return 0;
+}
 
 char *gguf_arch(const gguf_file *f)
 {
@@ -38,7 +67,8 @@ int gguf_check_arch(const gguf_file *f, llm_err *err)
         known |= !strcmp(arch, KNOWN_ARCHS[i]);
     int rc = 0;
     if (!known)
-        rc = llm_errf(err, "%s: architecture '%s' is not supported (llmap runs llama, qwen2, qwen3)", f->path, arch);
+        rc = llm_errf(err, "%s: architecture '%s' is not supported (llmap runs llama, mistral, qwen2, qwen3, gemma, "
+                           "phi3)", f->path, arch);
     for (int i = 0; !rc && COMMON_KEYS[i]; i++) {
         char key[256];
         snprintf(key, sizeof key, "%s.%s", arch, COMMON_KEYS[i]);
@@ -51,6 +81,8 @@ int gguf_check_arch(const gguf_file *f, llm_err *err)
             rc = llm_errf(err, "%s: offset %llu: %s: must not be zero", f->path,
                           (unsigned long long)gguf_find(f, key)->offset, key);
     }
+    if (!rc)
+        rc = check_arch_keys(f, arch, err);
     free(arch);
     return rc;
 }

@@ -207,7 +207,7 @@ static void attend_one(llm_ctx *c, int il, int n_tok, int t, int h, int pos, uin
     float *s = (float *)scratch;
     uint16_t *s16 = (uint16_t *)(scratch + (size_t)c->v_stride * sizeof(float));
     uint16_t *q16 = s16 + c->v_stride;
-    const float kq_scale = 1.0f / sqrtf((float)hd);
+    const float kq_scale = hp->q_prescale ? 1.0f : 1.0f / sqrtf((float)hd);
 
     if (!c->kv_f16 && c->simd_ops) {
         const float *K = (const float *)c->kc[il] + (size_t)kvh * hd;
@@ -305,6 +305,37 @@ static void norm_rope_heads(llm_ctx *c, float *rows, int n_tok, int n_heads, con
         }
 }
 
+/* gemma and phi3 (see llm_hparams.q_prescale): q *= 1/sqrt(head_dim) after RoPE. */
+static void prescale_q(llm_ctx *c, int n_tok)
+{
+    const llm_hparams *hp = &c->m->hp;
+    const float s = 1.0f / sqrtf((float)hp->head_dim);
+    float *q = c->q;
+    for (size_t i = 0; i < (size_t)n_tok * llm_hp_q_dim(hp); i++)
+        q[i] *= s;
+}
+
+/* GELU, tanh approximation, as ggml evaluates it on the CPU: the input rounded to F16 and the
+ * result read from a table of F16 values (GGML_GELU_FP16), exact pass-through / zero beyond
+ * +-10. Computed here per element instead of from a 128 KiB table; the values are the same. */
+static float gelu_ggml(float x)
+{
+    if (x <= -10.0f)
+        return 0.0f;
+    if (x >= 10.0f)
+        return x;
+    const float h = llm_fp16_to_fp32(llm_fp32_to_fp16(x));
+    const float g = 0.5f * h * (1.0f + tanhf(0.79788456080286535587989211986876f * h * (1.0f + 0.044715f * h * h)));
+    return llm_fp16_to_fp32(llm_fp32_to_fp16(g));
+}
+
+/* a[i] = gelu(a[i]) * b[i] (ggml_geglu_split). */
+static void geglu(float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        a[i] = gelu_ggml(a[i]) * b[i];
+}
+
 static void rmsnorm_rows(float *out, const float *x, const float *w, int n_tok, int dim, float eps)
 {
     for (int t = 0; t < n_tok; t++)
@@ -329,6 +360,8 @@ static void layer_forward(llm_ctx *c, int il, int n, int pos0)
     add_bias(c->vx, L->bv, n, kvd);
     norm_rope_heads(c, c->q, n, (int)hp->n_head, L->q_norm);
     norm_rope_heads(c, c->kx, n, (int)hp->n_head_kv, L->k_norm);
+    if (hp->q_prescale)
+        prescale_q(c, n);
     store_kv(c, il, n, pos0);
     attn_job job = {c, il, n, pos0};
     /* At a short context one token's attention is a few microseconds of work, less than waking
@@ -342,11 +375,13 @@ static void layer_forward(llm_ctx *c, int il, int n, int pos0)
     llm_matmul(P, k, &L->wo, c->att, n, c->xb2, c->mm_scratch);
     llm_op_add(c->x, c->xb2, n * e);
 
-    /* feed-forward (SwiGLU) */
+    /* feed-forward (SwiGLU, or GEGLU for gemma) */
     rmsnorm_rows(c->xb, c->x, L->ffn_norm, n, e, hp->norm_eps);
     llm_matmul(P, k, &L->w_gate, c->xb, n, c->hb, c->mm_scratch);
     llm_matmul(P, k, &L->w_up, c->xb, n, c->hb2, c->mm_scratch);
-    if (c->simd_ops)
+    if (hp->ffn_act == LLM_FFN_GELU)
+        geglu(c->hb, c->hb2, (size_t)n * ff);
+    else if (c->simd_ops)
         llm_op_swiglu_avx2(c->hb, c->hb2, n * ff);
     else
         llm_op_swiglu(c->hb, c->hb2, n * ff);
@@ -365,6 +400,9 @@ static void forward_batch(llm_ctx *c, const int32_t *tok, int n, float *logits, 
     for (int t = 0; t < n; t++) {
         const uint8_t *src = (const uint8_t *)m->token_embd.data + (size_t)tok[t] * row;
         llm_dequantize_row(m->token_embd.type, src, c->x + (size_t)t * e, e);
+        if (hp->embd_scale != 1.0f)
+            for (int i = 0; i < e; i++)
+                c->x[(size_t)t * e + i] *= hp->embd_scale;
         llm_op_rope_cache(c->rope_cs + (size_t)t * hp->n_rot, (float)(pos0 + t), (int)hp->n_rot, hp->rope_base,
                           hp->rope_freq_scale);
     }

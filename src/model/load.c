@@ -4,6 +4,7 @@
  * checked against them, so a malformed file fails here by name instead of in the middle of a
  * forward pass.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,9 +79,18 @@ int llm_hparams_read(const gguf_file *f, llm_hparams *hp, llm_err *err)
         hp->arch = LLM_ARCH_QWEN2;
     else if (!strcmp(a, "qwen3"))
         hp->arch = LLM_ARCH_QWEN3;
+    else if (!strcmp(a, "gemma"))
+        hp->arch = LLM_ARCH_GEMMA;
+    else if (!strcmp(a, "phi3"))
+        hp->arch = LLM_ARCH_PHI3;
     else
         return llm_errf(err, "%s: architecture '%s' is not supported", f->path, a);
+    /* llama.cpp's llama_model_rope_type: every architecture here but llama rotates NeoX pairs */
     hp->rope_neox = hp->arch != LLM_ARCH_LLAMA;
+    hp->ffn_act = hp->arch == LLM_ARCH_GEMMA ? LLM_FFN_GELU : LLM_FFN_SILU;
+    /* llama.cpp's graphs for these two scale Q (ggml_scale) and call attention with scale 1;
+     * the same value, but rounded at a different point, so follow it */
+    hp->q_prescale = hp->arch == LLM_ARCH_GEMMA || hp->arch == LLM_ARCH_PHI3;
 
     if (key_u32(f, a, "context_length", &hp->n_ctx_train, err) ||
         key_u32(f, a, "embedding_length", &hp->n_embd, err) || key_u32(f, a, "block_count", &hp->n_layer, err) ||
@@ -115,6 +125,9 @@ int llm_hparams_read(const gguf_file *f, llm_hparams *hp, llm_err *err)
                         (double)hp->norm_eps);
     if (read_rope_scaling(f, a, hp, err))
         return -1;
+    /* gemma's converter already added 1 to its norm weights, so the norms are plain RMSNorm;
+     * what remains is the embedding scale (ggml_scale by sqrtf(n_embd) in llama.cpp) */
+    hp->embd_scale = hp->arch == LLM_ARCH_GEMMA ? sqrtf((float)hp->n_embd) : 1.0f;
     /* Bounds that keep every size computed from them far from overflow. */
     if (hp->n_embd > (1u << 16) || hp->n_ff > (1u << 18) || hp->n_layer > 1024 || hp->n_head > 1024)
         return llm_errf(err, "%s: implausible hyper-parameters (n_embd %u, n_ff %u, n_layer %u, n_head %u)", f->path,
@@ -190,6 +203,62 @@ static int bind_vector(llm_model *m, const char *name, int64_t n, bool required,
     return 0;
 }
 
+/* Rows [row0, row0 + rows) of a bound matrix, as a matrix of its own (see llm_layer). */
+static llm_matrix row_view(const llm_matrix *full, int64_t row0, int64_t rows)
+{
+    llm_matrix v = *full;
+    v.rows = rows;
+    v.data = (const uint8_t *)full->data + (size_t)row0 * llm_row_size(full->type, full->cols);
+    return v;
+}
+
+/* phi3 stores Q, K and V as one [q_dim + 2 kv_dim] x n_embd tensor, rows in that order
+ * (llama.cpp's build_qkv views it the same way); files with separate tensors work too. */
+static int bind_qkv(llm_model *m, uint32_t il, llm_layer *L, llm_err *err)
+{
+    const llm_hparams *hp = &m->hp;
+    int64_t e = hp->n_embd, qd = llm_hp_q_dim(hp), kvd = llm_hp_kv_dim(hp);
+    char n[96];
+    snprintf(n, sizeof n, "blk.%u.attn_qkv.weight", il);
+    if (hp->arch == LLM_ARCH_PHI3 && gguf_find_tensor(&m->gguf, n)) {
+        llm_matrix qkv;
+        if (bind_matrix(m, n, qd + 2 * kvd, e, true, &qkv, err))
+            return -1;
+        L->wq = row_view(&qkv, 0, qd);
+        L->wk = row_view(&qkv, qd, kvd);
+        L->wv = row_view(&qkv, qd + kvd, kvd);
+        return 0;
+    }
+#define NAME(s) (snprintf(n, sizeof n, "blk.%u." s, il), n)
+    int rc = bind_matrix(m, NAME("attn_q.weight"), qd, e, true, &L->wq, err) ||
+             bind_matrix(m, NAME("attn_k.weight"), kvd, e, true, &L->wk, err) ||
+             bind_matrix(m, NAME("attn_v.weight"), kvd, e, true, &L->wv, err);
+#undef NAME
+    return rc ? -1 : 0;
+}
+
+/* phi3's ffn_up is [2 n_ff] x n_embd: the gate rows, then the up rows (ggml_swiglu applies
+ * SiLU to the first half of the product and multiplies by the second). */
+static int bind_ffn_in(llm_model *m, uint32_t il, llm_layer *L, llm_err *err)
+{
+    const llm_hparams *hp = &m->hp;
+    int64_t e = hp->n_embd, ff = hp->n_ff;
+    char n[96];
+#define NAME(s) (snprintf(n, sizeof n, "blk.%u." s, il), n)
+    if (hp->arch == LLM_ARCH_PHI3) {
+        llm_matrix up2;
+        if (bind_matrix(m, NAME("ffn_up.weight"), 2 * ff, e, true, &up2, err))
+            return -1;
+        L->w_gate = row_view(&up2, 0, ff);
+        L->w_up = row_view(&up2, ff, ff);
+        return 0;
+    }
+    int rc = bind_matrix(m, NAME("ffn_gate.weight"), ff, e, true, &L->w_gate, err) ||
+             bind_matrix(m, NAME("ffn_up.weight"), ff, e, true, &L->w_up, err);
+#undef NAME
+    return rc ? -1 : 0;
+}
+
 static int bind_layer(llm_model *m, uint32_t il, llm_err *err)
 {
     const llm_hparams *hp = &m->hp;
@@ -198,19 +267,14 @@ static int bind_layer(llm_model *m, uint32_t il, llm_err *err)
     bool bias = hp->arch == LLM_ARCH_QWEN2, qk_norm = hp->arch == LLM_ARCH_QWEN3;
     char n[96];
 #define NAME(s) (snprintf(n, sizeof n, "blk.%u." s, il), n)
-    if (bind_vector(m, NAME("attn_norm.weight"), e, true, &L->attn_norm, err) ||
-        bind_matrix(m, NAME("attn_q.weight"), qd, e, true, &L->wq, err) ||
-        bind_matrix(m, NAME("attn_k.weight"), kvd, e, true, &L->wk, err) ||
-        bind_matrix(m, NAME("attn_v.weight"), kvd, e, true, &L->wv, err) ||
+    if (bind_vector(m, NAME("attn_norm.weight"), e, true, &L->attn_norm, err) || bind_qkv(m, il, L, err) ||
         bind_matrix(m, NAME("attn_output.weight"), e, qd, true, &L->wo, err) ||
         bind_vector(m, NAME("attn_q.bias"), qd, bias, &L->bq, err) ||
         bind_vector(m, NAME("attn_k.bias"), kvd, bias, &L->bk, err) ||
         bind_vector(m, NAME("attn_v.bias"), kvd, bias, &L->bv, err) ||
         bind_vector(m, NAME("attn_q_norm.weight"), hp->head_dim, qk_norm, &L->q_norm, err) ||
         bind_vector(m, NAME("attn_k_norm.weight"), hp->head_dim, qk_norm, &L->k_norm, err) ||
-        bind_vector(m, NAME("ffn_norm.weight"), e, true, &L->ffn_norm, err) ||
-        bind_matrix(m, NAME("ffn_gate.weight"), ff, e, true, &L->w_gate, err) ||
-        bind_matrix(m, NAME("ffn_up.weight"), ff, e, true, &L->w_up, err) ||
+        bind_vector(m, NAME("ffn_norm.weight"), e, true, &L->ffn_norm, err) || bind_ffn_in(m, il, L, err) ||
         bind_matrix(m, NAME("ffn_down.weight"), e, ff, true, &L->w_down, err))
         return -1;
 #undef NAME
@@ -233,8 +297,11 @@ static int bind_embeddings(llm_model *m, llm_err *err)
     if (toks && toks->type == GGUF_ARRAY && toks->arr_n != hp->n_vocab)
         return llm_errf(err, "%s: tokenizer.ggml.tokens has %llu entries but token_embd.weight has %u rows",
                         m->gguf.path, (unsigned long long)toks->arr_n, hp->n_vocab);
+    /* gemma's output is token_embd even when a file carries an output.weight (llama.cpp
+     * never reads one for gemma) */
+    bool may_untie = hp->arch != LLM_ARCH_GEMMA;
     if (bind_matrix(m, "token_embd.weight", hp->n_vocab, hp->n_embd, true, &m->token_embd, err) ||
-        bind_matrix(m, "output.weight", hp->n_vocab, hp->n_embd, false, &m->output, err) ||
+        (may_untie && bind_matrix(m, "output.weight", hp->n_vocab, hp->n_embd, false, &m->output, err)) ||
         bind_vector(m, "output_norm.weight", hp->n_embd, true, &m->output_norm, err))
         return -1;
     m->tied_output = m->output.data == NULL;
@@ -246,6 +313,20 @@ static int bind_embeddings(llm_model *m, llm_err *err)
     return 0;
 }
 
+/* Phi-3 128k / Phi-3.5 carry per-frequency RoPE factors (LongRoPE), chosen by llama.cpp
+ * from the context size together with an attention factor; not implemented, so such a file is
+ * refused by name instead of being run with plain RoPE. */
+static int reject_unsupported(const llm_model *m, llm_err *err)
+{
+    static const char *const names[] = {"rope_factors_long.weight", "rope_factors_short.weight",
+                                        "rope_freqs.weight"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (m->hp.arch == LLM_ARCH_PHI3 && gguf_find_tensor(&m->gguf, names[i]))
+            return llm_errf(err, "%s: tensor '%s': per-frequency RoPE factors (LongRoPE) are not supported",
+                            m->gguf.path, names[i]);
+    return 0;
+}
+
 int llm_model_load(llm_model *m, const char *path, const llm_map_opts *o, llm_err *err)
 {
     memset(m, 0, sizeof *m);
@@ -254,7 +335,7 @@ int llm_model_load(llm_model *m, const char *path, const llm_map_opts *o, llm_er
     if (llm_map_open(&m->map, path, o, err))
         return -1;
     if (gguf_parse(&m->gguf, path, m->map.base, m->map.size, err) || llm_hparams_read(&m->gguf, &m->hp, err) ||
-        bind_embeddings(m, err))
+        reject_unsupported(m, err) || bind_embeddings(m, err))
         goto fail;
     m->layers = llm_xcalloc(m->hp.n_layer, sizeof *m->layers);
     for (uint32_t il = 0; il < m->hp.n_layer; il++)

@@ -16,8 +16,10 @@
  * quantized files reproduce llama.cpp's "native" logits closely and F32 files its F32 logits.
  *
  * Supported: llama (also Mistral/TinyLlama; RoPE on adjacent pairs), qwen2 (RoPE NeoX, q/k/v
- * biases), qwen3 (RoPE NeoX, per-head q/k RMSNorm). Output projection tied to token_embd when
- * output.weight is absent.
+ * biases), qwen3 (RoPE NeoX, per-head q/k RMSNorm), gemma (v1: embeddings scaled by
+ * sqrt(n_embd), GELU-gated FFN, always-tied output, head_dim from key_length), phi3 (fused QKV
+ * and gate+up tensors, bound as row views of the fused matrix). Output projection tied to
+ * token_embd when output.weight is absent.
  */
 #ifndef LLMAP_MODEL_H
 #define LLMAP_MODEL_H
@@ -35,7 +37,15 @@ typedef enum llm_arch {
     LLM_ARCH_LLAMA = 0, /* llama, mistral */
     LLM_ARCH_QWEN2,
     LLM_ARCH_QWEN3,
+    LLM_ARCH_GEMMA,
+    LLM_ARCH_PHI3,
 } llm_arch;
+
+/* The gating activation of the feed-forward block: act(gate) * up. */
+typedef enum llm_ffn_act {
+    LLM_FFN_SILU = 0, /* SwiGLU (llama, qwen, phi3) */
+    LLM_FFN_GELU,     /* GEGLU, tanh approximation (gemma) */
+} llm_ffn_act;
 
 typedef struct llm_hparams {
     llm_arch arch;
@@ -53,6 +63,9 @@ typedef struct llm_hparams {
     float rope_freq_scale;  /* 1 / {arch}.rope.scaling.factor for linear scaling, else 1 */
     bool rope_neox;         /* pairs (i, i + n_rot/2) instead of (2i, 2i+1) */
     float norm_eps;         /* {arch}.attention.layer_norm_rms_epsilon (default 1e-5) */
+    float embd_scale;       /* token embeddings are multiplied by this (gemma: sqrt(n_embd), else 1) */
+    bool q_prescale;        /* Q is scaled by 1/sqrt(head_dim) before Q.K (gemma, phi3), not the scores */
+    llm_ffn_act ffn_act;
 } llm_hparams;
 
 /* Derived sizes. */
@@ -61,7 +74,10 @@ static inline uint32_t llm_hp_kv_dim(const llm_hparams *hp) { return hp->n_head_
 
 /* One transformer block. Matrices are y = W x with W->cols = input size (GGUF ne0). Float
  * vectors point into the mapping when the file stores them as F32 (always, in practice), else
- * into a small converted copy owned by the model. Optional tensors are NULL. */
+ * into a small converted copy owned by the model. Optional tensors are NULL. A fused tensor
+ * (phi3's attn_qkv, its ffn_up holding gate then up) is bound as consecutive row ranges: each
+ * output row of a matrix product depends only on its weight row, so the views compute exactly
+ * what the fused product would. */
 typedef struct llm_layer {
     const float *attn_norm;             /* [n_embd] */
     llm_matrix wq, wk, wv, wo;          /* [q_dim x n_embd], [kv_dim x n_embd] x2, [n_embd x q_dim] */

@@ -116,17 +116,46 @@ static const preset PRESETS[] = {
     {"8b", 4096, 32, 32, 8, 14336, 8192, 500000.0f, false},
 };
 
+static const char *const ARCHS[] = {"llama", "qwen2", "qwen3", "gemma", "phi3"};
+
+/* What the newer architectures change in a preset. qwen3 (like Qwen3-0.6B) and gemma (like
+ * gemma-2b: one kv head, head_dim 256 for n_embd 2048) have a head_dim other than
+ * n_embd / n_head, so the tiny ones do too; gemma's output is always token_embd; phi3
+ * (Phi-3-mini) has as many kv heads as heads and an untied output. */
+static void arch_adjust(llm_synth_shape *s, const char *name)
+{
+    bool tiny = !strcmp(name, "tiny");
+    if (!strcmp(s->arch, "qwen3")) {
+        s->rope_base = 1000000.0f;
+        s->tied_output = true;
+        if (tiny)
+            s->head_dim = 64;
+    } else if (!strcmp(s->arch, "gemma")) {
+        s->tied_output = true;
+        s->n_head_kv = 1;
+        if (tiny)
+            s->head_dim = 64;
+    } else if (!strcmp(s->arch, "phi3")) {
+        s->n_head_kv = s->n_head;
+        s->tied_output = false;
+    }
+}
+
 int llm_synth_preset(const char *name, const char *arch, llm_synth_shape *s, llm_err *err)
 {
-    bool qwen2 = !strcmp(arch, "qwen2");
-    if (!qwen2 && strcmp(arch, "llama"))
-        return llm_errf(err, "unknown architecture '%s' (llama or qwen2)", arch);
+    const char *a = NULL;
+    for (size_t i = 0; i < sizeof ARCHS / sizeof *ARCHS; i++)
+        if (!strcmp(arch, ARCHS[i]))
+            a = ARCHS[i];
+    if (!a)
+        return llm_errf(err, "unknown architecture '%s' (llama, qwen2, qwen3, gemma or phi3)", arch);
+    bool qwen2 = !strcmp(a, "qwen2");
     for (size_t i = 0; i < sizeof PRESETS / sizeof *PRESETS; i++) {
         const preset *p = &PRESETS[i];
         if (strcmp(name, p->name))
             continue;
         *s = (llm_synth_shape){
-            .arch = qwen2 ? "qwen2" : "llama",
+            .arch = a,
             .n_embd = p->n_embd, .n_layer = p->n_layer, .n_head = p->n_head,
             .n_head_kv = qwen2 && !strcmp(name, "tiny") ? 2 : p->n_head_kv,
             .n_ff = p->n_ff, .n_ctx = p->n_ctx,
@@ -134,9 +163,15 @@ int llm_synth_preset(const char *name, const char *arch, llm_synth_shape *s, llm
             .tied_output = qwen2 && p->qwen2_tied,
             .qkv_bias = qwen2,
         };
+        arch_adjust(s, name);
         return 0;
     }
     return llm_errf(err, "unknown shape preset '%s' (tiny, 1.1b, 3b, 8b)", name);
+}
+
+static uint32_t head_dim_of(const llm_synth_shape *s)
+{
+    return s->head_dim ? s->head_dim : s->n_embd / s->n_head;
 }
 
 static int check_shape(const llm_synth_shape *s, llm_err *err)
@@ -144,12 +179,12 @@ static int check_shape(const llm_synth_shape *s, llm_err *err)
     if (!s->n_embd || !s->n_layer || !s->n_head || !s->n_head_kv || !s->n_ff || !s->n_ctx)
         return llm_errf(err, "every dimension must be positive (n_embd %u, n_layer %u, n_head %u, n_head_kv %u, "
                              "n_ff %u, ctx %u)", s->n_embd, s->n_layer, s->n_head, s->n_head_kv, s->n_ff, s->n_ctx);
-    if (s->n_embd % s->n_head)
+    if (!s->head_dim && s->n_embd % s->n_head)
         return llm_errf(err, "n_embd %u is not a multiple of n_head %u", s->n_embd, s->n_head);
     if (s->n_head % s->n_head_kv)
         return llm_errf(err, "n_head %u is not a multiple of n_head_kv %u", s->n_head, s->n_head_kv);
-    if ((s->n_embd / s->n_head) % 2)
-        return llm_errf(err, "head dimension %u is odd (RoPE rotates pairs)", s->n_embd / s->n_head);
+    if (head_dim_of(s) % 2 || head_dim_of(s) > 1024)
+        return llm_errf(err, "head dimension %u is odd or too large (RoPE rotates pairs)", head_dim_of(s));
     if (s->n_layer > 4096 || s->n_embd > 65536 || s->n_ff > 1u << 20)
         return llm_errf(err, "dimensions too large");
     return 0;
@@ -192,11 +227,20 @@ static void add(plan *p, const char *name, int64_t ne0, int64_t ne1, dist d, flo
     t->sigma = sigma;
 }
 
-/* The tensors in the order of the shared tiny models (README section 3). */
+/* The tensors in the order of the shared tiny models (README section 3); for qwen3, gemma and
+ * phi3 the same order with their differences: qwen3's per-head q/k norms after the
+ * projections, phi3's fused attn_qkv (Q, K, V rows) and ffn_up (gate rows, then up rows) in
+ * place of the separate tensors. */
 static void plan_tensors(plan *p, const llm_synth_shape *s, uint32_t n_vocab)
 {
-    const int64_t E = s->n_embd, F = s->n_ff, hd = s->n_embd / s->n_head, KV = hd * s->n_head_kv;
+    const int64_t E = s->n_embd, F = s->n_ff, hd = head_dim_of(s), KV = hd * s->n_head_kv, Q = hd * s->n_head;
     const float proj = 1.0f / sqrtf((float)E), out = 3.0f / sqrtf((float)E);
+    const bool phi3 = !strcmp(s->arch, "phi3"), qk_norm = !strcmp(s->arch, "qwen3");
+    /* gemma adds sqrt(n_embd) * token_embd to the residual stream and reads the logits through
+     * the same table, so with random weights the input token would out-score every other by
+     * sqrt(n_embd) standard deviations and greedy would only repeat it; 8x larger block outputs
+     * let the layers, not the copy of the input, decide the prediction */
+    const float out_gain = !strcmp(s->arch, "gemma") ? 8.0f : 1.0f;
     add(p, "token_embd.weight", E, n_vocab, DIST_NORMAL, s->tied_output ? out : 1.0f);
     add(p, "output_norm.weight", E, 0, DIST_NORM_ONE, 0.05f);
     if (!s->tied_output)
@@ -205,19 +249,31 @@ static void plan_tensors(plan *p, const llm_synth_shape *s, uint32_t n_vocab)
         char n[64];
 #define BLK(suffix) (snprintf(n, sizeof n, "blk.%u.%s", l, suffix), n)
         add(p, BLK("attn_norm.weight"), E, 0, DIST_NORM_ONE, 0.05f);
-        add(p, BLK("attn_q.weight"), E, E, DIST_NORMAL, proj);
-        add(p, BLK("attn_k.weight"), E, KV, DIST_NORMAL, proj);
-        add(p, BLK("attn_v.weight"), E, KV, DIST_NORMAL, proj);
+        if (phi3) {
+            add(p, BLK("attn_qkv.weight"), E, Q + 2 * KV, DIST_NORMAL, proj);
+        } else {
+            add(p, BLK("attn_q.weight"), E, Q, DIST_NORMAL, proj);
+            add(p, BLK("attn_k.weight"), E, KV, DIST_NORMAL, proj);
+            add(p, BLK("attn_v.weight"), E, KV, DIST_NORMAL, proj);
+        }
         if (s->qkv_bias) {
-            add(p, BLK("attn_q.bias"), E, 0, DIST_NORMAL, 0.1f);
+            add(p, BLK("attn_q.bias"), Q, 0, DIST_NORMAL, 0.1f);
             add(p, BLK("attn_k.bias"), KV, 0, DIST_NORMAL, 0.1f);
             add(p, BLK("attn_v.bias"), KV, 0, DIST_NORMAL, 0.1f);
         }
-        add(p, BLK("attn_output.weight"), E, E, DIST_NORMAL, proj);
+        if (qk_norm) {
+            add(p, BLK("attn_q_norm.weight"), hd, 0, DIST_NORM_ONE, 0.05f);
+            add(p, BLK("attn_k_norm.weight"), hd, 0, DIST_NORM_ONE, 0.05f);
+        }
+        add(p, BLK("attn_output.weight"), Q, E, DIST_NORMAL, out_gain / sqrtf((float)Q));
         add(p, BLK("ffn_norm.weight"), E, 0, DIST_NORM_ONE, 0.05f);
-        add(p, BLK("ffn_gate.weight"), E, F, DIST_NORMAL, proj);
-        add(p, BLK("ffn_up.weight"), E, F, DIST_NORMAL, proj);
-        add(p, BLK("ffn_down.weight"), F, E, DIST_NORMAL, 1.0f / sqrtf((float)F));
+        if (phi3) {
+            add(p, BLK("ffn_up.weight"), E, 2 * F, DIST_NORMAL, proj);
+        } else {
+            add(p, BLK("ffn_gate.weight"), E, F, DIST_NORMAL, proj);
+            add(p, BLK("ffn_up.weight"), E, F, DIST_NORMAL, proj);
+        }
+        add(p, BLK("ffn_down.weight"), F, E, DIST_NORMAL, out_gain / sqrtf((float)F));
 #undef BLK
     }
 }
@@ -338,9 +394,15 @@ static void write_metadata(gguf_writer *w, const llm_synth_opts *o, const gguf_f
     w_arch_u32(w, s->arch, "feed_forward_length", s->n_ff);
     w_arch_u32(w, s->arch, "attention.head_count", s->n_head);
     w_arch_u32(w, s->arch, "attention.head_count_kv", s->n_head_kv);
-    w_arch_u32(w, s->arch, "rope.dimension_count", s->n_embd / s->n_head);
+    if (s->head_dim) {
+        w_arch_u32(w, s->arch, "attention.key_length", s->head_dim);
+        w_arch_u32(w, s->arch, "attention.value_length", s->head_dim);
+    }
+    w_arch_u32(w, s->arch, "rope.dimension_count", head_dim_of(s));
     w_arch_f32(w, s->arch, "rope.freq_base", s->rope_base);
-    w_arch_f32(w, s->arch, "attention.layer_norm_rms_epsilon", 1e-5f);
+    /* Qwen3 and Gemma ship 1e-6 */
+    bool eps6 = !strcmp(s->arch, "qwen3") || !strcmp(s->arch, "gemma");
+    w_arch_f32(w, s->arch, "attention.layer_norm_rms_epsilon", eps6 ? 1e-6f : 1e-5f);
     w_arch_u32(w, s->arch, "vocab_size", n_vocab);
     for (uint64_t i = 0; i < vocab->n_kv; i++)
         if (!strncmp(vocab->kv[i].key, "tokenizer.", 10))
@@ -351,7 +413,7 @@ static void write_metadata(gguf_writer *w, const llm_synth_opts *o, const gguf_f
     if (!gguf_find(vocab, "tokenizer.ggml.add_eos_token"))
         gguf_w_bool(w, "tokenizer.ggml.add_eos_token", false);
     if (!gguf_find(vocab, "tokenizer.chat_template"))
-        gguf_w_str(w, "tokenizer.chat_template", spm && strcmp(s->arch, "qwen2") ? LLAMA2_TEMPLATE : CHATML_TEMPLATE);
+        gguf_w_str(w, "tokenizer.chat_template", spm && strncmp(s->arch, "qwen", 4) ? LLAMA2_TEMPLATE : CHATML_TEMPLATE);
     const llm_quant_target *q = &o->target;
     if (q->type != LLM_F32 && q->type != LLM_F16 && q->type != LLM_BF16)
         gguf_w_u32(w, "general.quantization_version", 2);

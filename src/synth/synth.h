@@ -56,15 +56,19 @@ int llm_quantize_file(const char *in_path, const char *out_path, const llm_quant
 /* ---- synthetic models ---------------------------------------------------------------------- */
 
 typedef struct llm_synth_shape {
-    const char *arch;  /* "llama" or "qwen2" */
+    const char *arch;  /* "llama", "qwen2", "qwen3", "gemma" or "phi3" (decides the tensor set) */
     uint32_t n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx;
+    uint32_t head_dim; /* 0: n_embd / n_head; otherwise written as attention.key_length */
     uint32_t n_vocab;  /* 0: the vocabulary file's token count */
     float rope_base;
     bool tied_output;  /* no output.weight: token_embd is the output projection */
     bool qkv_bias;
 } llm_synth_shape;
 
-/* Fills shape with a named preset ("tiny", "1.1b", "3b", "8b") for arch; -1 when unknown. */
+/* Fills shape with a named preset ("tiny", "1.1b", "3b", "8b") for arch; -1 when unknown.
+ * qwen3, gemma and phi3 take the llama dimensions plus what distinguishes them (tied output,
+ * RoPE base, and for "tiny" a head_dim that differs from n_embd / n_head where the real
+ * models' does). */
 int llm_synth_preset(const char *preset, const char *arch, llm_synth_shape *shape, llm_err *err);
 
 typedef struct llm_synth_opts {
