@@ -99,6 +99,8 @@ bench: all
 	@bench/models.sh
 	@bench/coldload.sh
 	@bench/memory.sh
+	@echo "== optional: llama.cpp side by side (needs node >= 20 and npm; skips otherwise; failures do not fail make bench)"
+	-@bench/vs-llamacpp.sh
 
 clean:
 	rm -rf build build-asan build-fuzz llmap
