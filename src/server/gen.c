@@ -1,19 +1,19 @@
 /*
- * gen — runs one generation request and answers it in the format of the API it came from:
- * Ollama NDJSON lines or one JSON object, OpenAI server-sent events ("data: {...}\n\n" then
- * "data: [DONE]") or one JSON object.
+ * gen — runs one generation request and hands its answer to the API it came from. What the
+ * answer looks like on the wire (Ollama NDJSON lines, OpenAI server-sent events, one JSON
+ * object) is the API's gen_wire (ollama.c, openai.c); this file only runs and delivers.
  *
  * Streaming: a producer thread borrows a session and calls llmap_generate; its text callback
- * formats each piece into a buffer that the connection thread drains through MHD's content
- * reader. When the client goes away, MHD frees the response, which sets the job's cancel flag;
- * the next text callback returns non-zero, the engine stops and the slot is freed. The job is
- * reference-counted between those two threads. Non-streaming requests run in the connection
- * thread itself (libmicrohttpd gives each connection its own thread); there nothing is written
- * until the end, so each text callback peeks at the socket to notice a client that left.
+ * has the wire format each piece into a buffer that the connection thread drains through MHD's
+ * content reader. When the client goes away, MHD frees the response, which sets the job's
+ * cancel flag; the next text callback returns non-zero, the engine stops and the slot is freed.
+ * The job is reference-counted between those two threads. Non-streaming requests run in the
+ * connection thread itself (libmicrohttpd gives each connection its own thread); there nothing
+ * is written until the end, so each text callback peeks at the socket to notice a client that
+ * left.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -28,9 +28,8 @@ typedef struct gen_job {
     llmap_server *srv;
     srv_model *model;
     gen_req g;
-    double t_start, load_seconds;
-    char id[64];
-    time_t created;
+    gen_result r;
+    double t_start;
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -43,15 +42,13 @@ typedef struct gen_job {
     int stream_fd;        /* stream: the same, peeked by the reader while it has nothing to send */
 
     llm_buf text;         /* everything generated */
-    llmap_stats st;
-    int rc;
-    char err[sizeof(llm_err)];
-    double total_seconds;
 } gen_job;
 
-void gen_req_init(gen_req *g, const server_opts *o)
+void gen_req_init(gen_req *g, const server_opts *o, gen_api api, const gen_wire *wire)
 {
     memset(g, 0, sizeof *g);
+    g->api = api;
+    g->wire = wire;
     llmap_sampling_default(&g->sp);
     g->keep_alive = o->keep_alive;
     g->stream = true;
@@ -68,158 +65,21 @@ void gen_req_free(gen_req *g)
     memset(g, 0, sizeof *g);
 }
 
-static bool is_openai(const gen_job *j) { return j->g.api == API_OPENAI_CHAT || j->g.api == API_OPENAI_COMPLETION; }
-
-static const char *done_reason(const gen_job *j)
+const char *gen_done_reason(const gen_result *r)
 {
-    return j->st.done_reason ? j->st.done_reason : "stop";
+    return r->st.done_reason ? r->st.done_reason : "stop";
 }
 
-/* OpenAI has no "cancel": a cancelled stream only ever reaches a client that is gone. */
-static const char *finish_reason(const gen_job *j)
-{
-    return !strcmp(done_reason(j), "length") ? "length" : "stop";
-}
-
-/* ---- formats -------------------------------------------------------------------------------- */
-
-static void add_created_at(cJSON *o)
-{
-    struct timespec ts;
-    char buf[64];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    format_time_rfc3339(buf, sizeof buf, &ts);
-    cJSON_AddStringToObject(o, "created_at", buf);
-}
-
-static cJSON *ollama_object(const gen_job *j, const char *text, size_t len, bool done)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "model", j->g.model_name);
-    add_created_at(o);
-    char *t = llm_xstrndup(text, len);
-    if (j->g.api == API_OLLAMA_CHAT) {
-        cJSON *m = cJSON_AddObjectToObject(o, "message");
-        cJSON_AddStringToObject(m, "role", "assistant");
-        cJSON_AddStringToObject(m, "content", t);
-    } else {
-        cJSON_AddStringToObject(o, "response", t);
-    }
-    free(t);
-    cJSON_AddBoolToObject(o, "done", done);
-    if (done) {
-        const llmap_stats *st = &j->st;
-        cJSON_AddStringToObject(o, "done_reason", done_reason(j));
-        cJSON_AddNumberToObject(o, "total_duration", (double)(int64_t)(j->total_seconds * 1e9));
-        cJSON_AddNumberToObject(o, "load_duration", (double)(int64_t)(j->load_seconds * 1e9));
-        cJSON_AddNumberToObject(o, "prompt_eval_count", st->prompt_tokens + st->cached_tokens);
-        cJSON_AddNumberToObject(o, "prompt_eval_duration", (double)(int64_t)(st->prompt_seconds * 1e9));
-        cJSON_AddNumberToObject(o, "eval_count", st->gen_tokens);
-        cJSON_AddNumberToObject(o, "eval_duration", (double)(int64_t)(st->gen_seconds * 1e9));
-    }
-    return o;
-}
-
-static cJSON *openai_usage(const gen_job *j)
-{
-    cJSON *u = cJSON_CreateObject();
-    int prompt = j->st.prompt_tokens + j->st.cached_tokens;
-    cJSON_AddNumberToObject(u, "prompt_tokens", prompt);
-    cJSON_AddNumberToObject(u, "completion_tokens", j->st.gen_tokens);
-    cJSON_AddNumberToObject(u, "total_tokens", prompt + j->st.gen_tokens);
-    cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
-    cJSON_AddNumberToObject(d, "cached_tokens", j->st.cached_tokens);
-    return u;
-}
-
-/* chunk: a streamed piece; otherwise the whole answer. text == NULL: final chunk (finish_reason). */
-static cJSON *openai_object(const gen_job *j, const char *text, size_t len, bool chunk, bool role)
-{
-    bool chat = j->g.api == API_OPENAI_CHAT;
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", j->id);
-    cJSON_AddStringToObject(o, "object", chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion");
-    cJSON_AddNumberToObject(o, "created", (double)j->created);
-    cJSON_AddStringToObject(o, "model", j->g.model_name);
-    cJSON_AddStringToObject(o, "system_fingerprint", "fp_llmap");
-    cJSON *choices = cJSON_AddArrayToObject(o, "choices");
-    cJSON *c = cJSON_CreateObject();
-    cJSON_AddItemToArray(choices, c);
-    cJSON_AddNumberToObject(c, "index", 0);
-    char *t = text ? llm_xstrndup(text, len) : NULL;
-    if (chat) {
-        cJSON *m = cJSON_AddObjectToObject(c, chunk ? "delta" : "message");
-        if (role || !chunk)
-            cJSON_AddStringToObject(m, "role", "assistant");
-        if (t || !chunk)
-            cJSON_AddStringToObject(m, "content", t ? t : "");
-    } else {
-        cJSON_AddStringToObject(c, "text", t ? t : "");
-    }
-    free(t);
-    cJSON_AddNullToObject(c, "logprobs");
-    if (text && chunk)
-        cJSON_AddNullToObject(c, "finish_reason");
-    else
-        cJSON_AddStringToObject(c, "finish_reason", finish_reason(j));
-    if (!chunk)
-        cJSON_AddItemToObject(o, "usage", openai_usage(j));
-    else if (j->g.include_usage)
-        cJSON_AddNullToObject(o, "usage");
-    return o;
-}
-
-/* Appends one framed event/line for obj (consumed) to b. */
-static void frame(const gen_job *j, llm_buf *b, cJSON *obj)
+void gen_put(llm_buf *out, const char *prefix, cJSON *obj, const char *suffix)
 {
     char *s = cJSON_PrintUnformatted(obj);
     cJSON_Delete(obj);
     if (!s)
         return;
-    if (is_openai(j)) {
-        llm_buf_puts(b, "data: ");
-        llm_buf_puts(b, s);
-        llm_buf_puts(b, "\n\n");
-    } else {
-        llm_buf_puts(b, s);
-        llm_buf_puts(b, "\n");
-    }
+    llm_buf_puts(out, prefix);
+    llm_buf_puts(out, s);
+    llm_buf_puts(out, suffix);
     free(s);
-}
-
-static void frame_piece(gen_job *j, const char *text, size_t len)
-{
-    frame(j, &j->out, is_openai(j) ? openai_object(j, text, len, true, false) : ollama_object(j, text, len, false));
-}
-
-static void frame_end(gen_job *j)
-{
-    if (j->rc) {
-        if (is_openai(j)) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON *e = cJSON_AddObjectToObject(o, "error");
-            cJSON_AddStringToObject(e, "message", j->err);
-            cJSON_AddStringToObject(e, "type", "api_error");
-            frame(j, &j->out, o);
-        } else {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "error", j->err);
-            frame(j, &j->out, o);
-        }
-        return;
-    }
-    if (!is_openai(j)) {
-        frame(j, &j->out, ollama_object(j, "", 0, true));
-        return;
-    }
-    frame(j, &j->out, openai_object(j, NULL, 0, true, false));
-    if (j->g.include_usage) {
-        cJSON *o = openai_object(j, NULL, 0, true, false);
-        cJSON_ReplaceItemInObject(o, "choices", cJSON_CreateArray());
-        cJSON_ReplaceItemInObject(o, "usage", openai_usage(j));
-        frame(j, &j->out, o);
-    }
-    llm_buf_puts(&j->out, "data: [DONE]\n\n");
 }
 
 /* ---- running -------------------------------------------------------------------------------- */
@@ -243,7 +103,7 @@ static int on_text(void *user, const char *text, size_t len)
     llm_buf_append(&j->text, text, len);
     if (j->g.stream) {
         pthread_mutex_lock(&j->mu);
-        frame_piece(j, text, len);
+        j->g.wire->stream_piece(&j->g, &j->r, text, len, &j->out);
         pthread_cond_signal(&j->cv);
         pthread_mutex_unlock(&j->mu);
     }
@@ -256,24 +116,25 @@ static void run(gen_job *j)
     registry *reg = server_registry(j->srv);
     llm_err err;
     srv_slot *slot = registry_slot_acquire(reg, j->model, j->g.n_ctx, j->g.prompt, &j->cancel, &err);
+    gen_result *r = &j->r;
     if (!slot) {
-        j->rc = -1;
-        snprintf(j->err, sizeof j->err, "%s", err.msg);
+        r->rc = -1;
+        snprintf(r->err, sizeof r->err, "%s", err.msg);
     } else {
-        j->rc = llmap_generate(srv_slot_session(slot), j->g.prompt, &j->g.sp, on_text, j, &j->st, j->err,
-                               sizeof j->err);
+        r->rc = llmap_generate(srv_slot_session(slot), j->g.prompt, &j->g.sp, on_text, j, &r->st, r->err,
+                               sizeof r->err);
         /* What the cache now holds, for picking this slot again; unknown after a failure. */
         llm_buf hist = {0};
-        if (!j->rc) {
+        if (!r->rc) {
             llm_buf_puts(&hist, j->g.prompt);
             llm_buf_append(&hist, j->text.data ? j->text.data : "", j->text.len);
         }
-        registry_slot_release(reg, j->model, slot, j->rc ? NULL : llm_buf_cstr(&hist), j->st.major_faults);
+        registry_slot_release(reg, j->model, slot, r->rc ? NULL : llm_buf_cstr(&hist), r->st.major_faults);
         llm_buf_free(&hist);
     }
     registry_release(reg, j->model, j->g.keep_alive);
     j->model = NULL;
-    j->total_seconds = llm_now() - j->t_start;
+    r->total_seconds = llm_now() - j->t_start;
 }
 
 static gen_job *job_new(llmap_server *s, srv_model *m, double load_seconds, double t_start, gen_req *g)
@@ -283,11 +144,10 @@ static gen_job *job_new(llmap_server *s, srv_model *m, double load_seconds, doub
     j->model = m;
     j->g = *g;
     memset(g, 0, sizeof *g);
-    j->load_seconds = load_seconds;
+    j->r.load_seconds = load_seconds;
     j->t_start = t_start;
-    j->created = time(NULL);
-    snprintf(j->id, sizeof j->id, "%s-%" PRIu64 "%" PRIx64, j->g.api == API_OPENAI_CHAT ? "chatcmpl" : "cmpl",
-             server_next_id(s), (uint64_t)j->created);
+    j->r.created = time(NULL);
+    j->r.seq = server_next_id(s);
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
     atomic_init(&j->cancel, false);
@@ -320,7 +180,7 @@ static void *producer_main(void *arg)
     llmap_server *s = j->srv;
     run(j);
     pthread_mutex_lock(&j->mu);
-    frame_end(j);
+    j->g.wire->stream_end(&j->g, &j->r, &j->out);
     j->finished = true;
     pthread_cond_signal(&j->cv);
     pthread_mutex_unlock(&j->mu);
@@ -376,8 +236,8 @@ static int respond_stream(llmap_server *s, struct MHD_Connection *c, gen_job *j)
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     j->stream_fd = ci ? ci->connect_fd : -1;
-    if (j->g.api == API_OPENAI_CHAT) /* OpenAI streams start with the role */
-        frame(j, &j->out, openai_object(j, "", 0, true, true));
+    if (j->g.wire->stream_begin)
+        j->g.wire->stream_begin(&j->g, &j->r, &j->out);
     j->refs = 2; /* producer + response */
     server_job_begin(s);
     pthread_t t;
@@ -389,7 +249,7 @@ static int respond_stream(llmap_server *s, struct MHD_Connection *c, gen_job *j)
     if (rc) {
         server_job_end(s);
         registry_release(server_registry(s), j->model, j->g.keep_alive);
-        bool openai = is_openai(j);
+        bool openai = j->g.wire->openai_errors;
         job_free(j);
         return reply_error(c, openai, MHD_HTTP_SERVICE_UNAVAILABLE, "cannot start a generation thread");
     }
@@ -398,7 +258,7 @@ static int respond_stream(llmap_server *s, struct MHD_Connection *c, gen_job *j)
         stream_free(j);
         return MHD_NO;
     }
-    MHD_add_response_header(r, "Content-Type", is_openai(j) ? "text/event-stream" : "application/x-ndjson");
+    MHD_add_response_header(r, "Content-Type", j->g.wire->stream_type);
     MHD_add_response_header(r, "Cache-Control", "no-cache");
     int ret = MHD_queue_response(c, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
@@ -410,14 +270,13 @@ static int respond_whole(struct MHD_Connection *c, gen_job *j)
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     j->client_fd = ci ? ci->connect_fd : -1;
     run(j);
-    bool openai = is_openai(j);
     int ret;
-    if (j->rc) {
-        ret = reply_error(c, openai, MHD_HTTP_INTERNAL_SERVER_ERROR, "generation failed: %s", j->err);
+    if (j->r.rc) {
+        ret = reply_error(c, j->g.wire->openai_errors, MHD_HTTP_INTERNAL_SERVER_ERROR, "generation failed: %s",
+                          j->r.err);
     } else {
         const char *t = j->text.data ? j->text.data : "";
-        cJSON *o = openai ? openai_object(j, t, j->text.len, false, true) : ollama_object(j, t, j->text.len, true);
-        ret = reply_json(c, MHD_HTTP_OK, o);
+        ret = reply_json(c, MHD_HTTP_OK, j->g.wire->whole(&j->g, &j->r, t, j->text.len));
     }
     job_free(j);
     return ret;

@@ -1,6 +1,7 @@
 /*
- * json — checked access to request fields, and the small value formats the APIs share
- * (RFC 3339 times, Go-style durations for keep_alive, "stop" lists).
+ * json — checked access to request fields (one at a time, or a table of sampling fields), and
+ * the small value formats the APIs share (RFC 3339 times, Go-style durations for keep_alive,
+ * "stop" lists).
  *
  * Request bodies are untrusted: every field is type- and range-checked here, and an error
  * names the field so the client learns what to fix (the handlers answer 400 with it).
@@ -69,6 +70,34 @@ int json_bool(const cJSON *o, const char *key, const char *ctx, bool *out, llm_e
     if (!cJSON_IsBool(v))
         return llm_errf(err, "'%s%s%s' must be true or false", ctx ? ctx : "", dot(ctx), key);
     *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+int json_fields(const cJSON *o, const char *ctx, const json_field *f, size_t n, gen_req *g, llm_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        void *dst = (char *)g + f[i].offset;
+        double d = 0;
+        switch (f[i].kind) {
+        case JSON_INT:
+            if (json_int(o, f[i].key, ctx, f[i].lo, f[i].hi, dst, err))
+                return -1;
+            break;
+        case JSON_FLOAT:
+            d = *(float *)dst;
+            if (json_num(o, f[i].key, ctx, f[i].lo, f[i].hi, &d, err))
+                return -1;
+            *(float *)dst = (float)d;
+            break;
+        case JSON_SEED:
+            d = -1;
+            if (json_num(o, f[i].key, ctx, f[i].lo, f[i].hi, &d, err))
+                return -1;
+            if (d >= 0)
+                *(uint64_t *)dst = (uint64_t)d;
+            break;
+        }
+    }
     return 0;
 }
 

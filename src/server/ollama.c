@@ -2,9 +2,11 @@
  * ollama — the Ollama API (docs/api.md of ollama/ollama): /api/generate, /api/chat,
  * /api/tags, /api/show, /api/ps, /api/version.
  *
- * Each handler validates the whole request first (400 naming the bad field), then resolves
- * the model (400 for names that are not names, 404 for unknown ones), then renders the prompt
- * with the model's chat template and hands it to gen_respond.
+ * Each generation handler validates the whole request first (400 naming the bad field), then
+ * hands it to gen_serve (request.c), which resolves the model (400 for names that are not
+ * names, 404 for unknown ones), renders the prompt with the model's chat template and runs it.
+ * This file holds what is Ollama's own: the field names and ranges of a request, and the
+ * answer's wire format (NDJSON lines while streaming, else one object).
  */
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
@@ -17,63 +19,63 @@
 
 #define BAD(c, ...) reply_error(c, false, MHD_HTTP_BAD_REQUEST, __VA_ARGS__)
 
-/* The "options" object (Modelfile parameters). Unknown keys are ignored, as Ollama does. */
-static int parse_options(const cJSON *body, gen_req *g, llm_err *err)
+/* ---- the answer ---------------------------------------------------------------------------- */
+
+/* What every answer line has: the model, the time, the text, whether it is the last line. */
+static cJSON *answer_line(const gen_req *g, const char *text, size_t len, bool done)
 {
-    const cJSON *o = cJSON_GetObjectItemCaseSensitive(body, "options");
-    if (!o || cJSON_IsNull(o))
-        return 0;
-    if (!cJSON_IsObject(o))
-        return llm_errf(err, "'options' must be an object");
-    llmap_sampling *sp = &g->sp;
-    double t = sp->temperature, tp = sp->top_p, mp = sp->min_p, rp = sp->repeat_penalty;
-    double fp = sp->frequency_penalty, pp = sp->presence_penalty, seed = -1;
-    if (json_int(o, "num_ctx", "options", 0, 1 << 20, &g->n_ctx, err) ||
-        json_int(o, "num_predict", "options", -2, 1 << 24, &sp->num_predict, err) ||
-        json_num(o, "temperature", "options", 0, 100, &t, err) ||
-        json_int(o, "top_k", "options", 0, 1 << 20, &sp->top_k, err) ||
-        json_num(o, "top_p", "options", 0, 1, &tp, err) || json_num(o, "min_p", "options", 0, 1, &mp, err) ||
-        json_num(o, "repeat_penalty", "options", 0, 100, &rp, err) ||
-        json_int(o, "repeat_last_n", "options", -1, 1 << 20, &sp->repeat_last_n, err) ||
-        json_num(o, "frequency_penalty", "options", -100, 100, &fp, err) ||
-        json_num(o, "presence_penalty", "options", -100, 100, &pp, err) ||
-        json_num(o, "seed", "options", -1, 9007199254740992.0, &seed, err) ||
-        json_stops(cJSON_GetObjectItemCaseSensitive(o, "stop"), "options.stop", g, err))
-        return -1;
-    if (sp->num_predict == -2) /* Ollama: "fill the context" — the engine's "until full" */
-        sp->num_predict = -1;
-    if (sp->repeat_last_n == -1) /* Ollama: "the whole context" */
-        sp->repeat_last_n = g->n_ctx > 0 ? g->n_ctx : 4096;
-    sp->temperature = (float)t, sp->top_p = (float)tp, sp->min_p = (float)mp, sp->repeat_penalty = (float)rp;
-    sp->frequency_penalty = (float)fp, sp->presence_penalty = (float)pp;
-    if (seed >= 0)
-        sp->seed = (uint64_t)seed;
-    return 0;
+    cJSON *o = cJSON_CreateObject();
+    struct timespec ts;
+    char when[64];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    format_time_rfc3339(when, sizeof when, &ts);
+    cJSON_AddStringToObject(o, "model", g->model_name);
+    cJSON_AddStringToObject(o, "created_at", when);
+    char *t = llm_xstrndup(text, len);
+    if (g->api == API_OLLAMA_CHAT) {
+        cJSON *m = cJSON_AddObjectToObject(o, "message");
+        cJSON_AddStringToObject(m, "role", "assistant");
+        cJSON_AddStringToObject(m, "content", t);
+    } else {
+        cJSON_AddStringToObject(o, "response", t);
+    }
+    free(t);
+    cJSON_AddBoolToObject(o, "done", done);
+    return o;
 }
 
-/* Fields shared by /api/generate and /api/chat. */
-static int parse_common(const server_opts *o, const cJSON *body, gen_req *g, const char **model, llm_err *err)
+static double ns(double seconds) { return (double)(int64_t)(seconds * 1e9); }
+
+/* The last line (or the whole answer): why it stopped, durations in nanoseconds, token counts. */
+static cJSON *final_line(const gen_req *g, const gen_result *r, const char *text, size_t len)
 {
-    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(body, "format");
-    if (json_str(body, "model", NULL, model, err))
-        return -1;
-    if (*model) /* the model's own defaults first, so that the request's fields override them */
-        model_apply_defaults(o, *model, g);
-    if (json_bool(body, "stream", NULL, &g->stream, err) ||
-        parse_keep_alive(cJSON_GetObjectItemCaseSensitive(body, "keep_alive"), &g->keep_alive, err) ||
-        parse_options(body, g, err))
-        return -1;
-    if (!*model)
-        return llm_errf(err, "missing 'model'");
-    if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && !*fmt->valuestring))
-        return llm_errf(err, "'format' (structured output) is not supported by llmap");
-    return 0;
+    cJSON *o = answer_line(g, text, len, true);
+    const llmap_stats *st = &r->st;
+    cJSON_AddStringToObject(o, "done_reason", gen_done_reason(r));
+    cJSON_AddNumberToObject(o, "total_duration", ns(r->total_seconds));
+    cJSON_AddNumberToObject(o, "load_duration", ns(r->load_seconds));
+    cJSON_AddNumberToObject(o, "prompt_eval_count", st->prompt_tokens + st->cached_tokens);
+    cJSON_AddNumberToObject(o, "prompt_eval_duration", ns(st->prompt_seconds));
+    cJSON_AddNumberToObject(o, "eval_count", st->gen_tokens);
+    cJSON_AddNumberToObject(o, "eval_duration", ns(st->gen_seconds));
+    return o;
 }
 
-static bool has_images(const cJSON *o)
+static void stream_piece(const gen_req *g, const gen_result *r, const char *text, size_t len, llm_buf *out)
 {
-    const cJSON *im = cJSON_GetObjectItemCaseSensitive(o, "images");
-    return im && !cJSON_IsNull(im) && !(cJSON_IsArray(im) && cJSON_GetArraySize(im) == 0);
+    (void)r;
+    gen_put(out, "", answer_line(g, text, len, false), "\n");
+}
+
+static void stream_end(const gen_req *g, const gen_result *r, llm_buf *out)
+{
+    if (r->rc) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "error", r->err);
+        gen_put(out, "", o, "\n");
+    } else {
+        gen_put(out, "", final_line(g, r, "", 0), "\n");
+    }
 }
 
 /* An empty prompt only loads the model (or unloads it with keep_alive 0), as in Ollama. */
@@ -84,60 +86,73 @@ static int load_only(llmap_server *s, struct MHD_Connection *c, srv_model *m, co
     bool unload = g->keep_alive == 0;
     if (unload)
         registry_unload(r, g->model_name);
-    cJSON *o = cJSON_CreateObject();
-    struct timespec ts;
-    char when[64];
-    clock_gettime(CLOCK_REALTIME, &ts);
-    format_time_rfc3339(when, sizeof when, &ts);
-    cJSON_AddStringToObject(o, "model", g->model_name);
-    cJSON_AddStringToObject(o, "created_at", when);
-    if (g->api == API_OLLAMA_CHAT) {
-        cJSON *msg = cJSON_AddObjectToObject(o, "message");
-        cJSON_AddStringToObject(msg, "role", "assistant");
-        cJSON_AddStringToObject(msg, "content", "");
-    } else {
-        cJSON_AddStringToObject(o, "response", "");
-    }
-    cJSON_AddBoolToObject(o, "done", true);
+    cJSON *o = answer_line(g, "", 0, true);
     cJSON_AddStringToObject(o, "done_reason", unload ? "unload" : "load");
     return reply_json(c, MHD_HTTP_OK, o);
 }
 
-srv_model *acquire_model(llmap_server *s, struct MHD_Connection *c, bool openai, const char *name, double *load_s,
-                          int *ret)
+static const gen_wire OLLAMA = {
+    .openai_errors = false,
+    .stream_type = "application/x-ndjson",
+    .stream_piece = stream_piece,
+    .stream_end = stream_end,
+    .whole = final_line,
+    .load_only = load_only,
+};
+
+/* ---- the request --------------------------------------------------------------------------- */
+
+/* The "options" object (Modelfile parameters). Unknown keys are ignored, as Ollama does. */
+static const json_field OPTIONS[] = {
+    GEN_FIELD("num_ctx", 0, 1 << 20, n_ctx),
+    GEN_FIELD("num_predict", -2, 1 << 24, sp.num_predict),
+    GEN_FIELD("temperature", 0, 100, sp.temperature),
+    GEN_FIELD("top_k", 0, 1 << 20, sp.top_k),
+    GEN_FIELD("top_p", 0, 1, sp.top_p),
+    GEN_FIELD("min_p", 0, 1, sp.min_p),
+    GEN_FIELD("repeat_penalty", 0, 100, sp.repeat_penalty),
+    GEN_FIELD("repeat_last_n", -1, 1 << 20, sp.repeat_last_n),
+    GEN_FIELD("frequency_penalty", -100, 100, sp.frequency_penalty),
+    GEN_FIELD("presence_penalty", -100, 100, sp.presence_penalty),
+    GEN_FIELD("seed", -1, 9007199254740992.0, sp.seed),
+};
+
+static int parse_options(const cJSON *body, gen_req *g, llm_err *err)
 {
-    srv_model *m;
-    int status;
-    llm_err err;
-    if (registry_acquire(server_registry(s), name, &m, load_s, &status, &err)) {
-        *ret = reply_error(c, openai, (unsigned)status, "%s", err.msg);
-        return NULL;
-    }
-    return m;
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(body, "options");
+    if (!o || cJSON_IsNull(o))
+        return 0;
+    if (!cJSON_IsObject(o))
+        return llm_errf(err, "'options' must be an object");
+    if (json_fields(o, "options", OPTIONS, sizeof OPTIONS / sizeof *OPTIONS, g, err) ||
+        json_stops(cJSON_GetObjectItemCaseSensitive(o, "stop"), "options.stop", g, err))
+        return -1;
+    llmap_sampling *sp = &g->sp;
+    if (sp->num_predict == -2) /* Ollama: "fill the context" — the engine's "until full" */
+        sp->num_predict = -1;
+    if (sp->repeat_last_n == -1) /* Ollama: "the whole context" */
+        sp->repeat_last_n = g->n_ctx > 0 ? g->n_ctx : 4096;
+    return 0;
 }
 
-int render_chat(llmap_server *s, struct MHD_Connection *c, bool openai, srv_model *m, const llmap_chat_msg *msgs,
-                size_t n, gen_req *g, int *ret)
+/* Fields shared by /api/generate and /api/chat. */
+static int parse_common(const server_opts *o, const cJSON *body, gen_req *g, llm_err *err)
 {
-    char msg[512] = "";
-    bool add_gen = n == 0 || strcmp(msgs[n - 1].role, "assistant");
-    /* The model's default system prompt, unless the conversation brings its own. */
-    llmap_chat_msg *with_sys = NULL;
-    if (g->system_default && n > 0 && strcmp(msgs[0].role, "system")) {
-        with_sys = llm_xmalloc((n + 1) * sizeof *with_sys);
-        with_sys[0] = (llmap_chat_msg){"system", g->system_default};
-        memcpy(with_sys + 1, msgs, n * sizeof *msgs);
-        msgs = with_sys;
-        n++;
-    }
-    int rc = llmap_chat_render(srv_model_engine(m), msgs, n, add_gen, &g->prompt, msg, sizeof msg);
-    free(with_sys);
-    if (rc) {
-        g->prompt = NULL;
-        registry_release(server_registry(s), m, g->keep_alive);
-        *ret = reply_error(c, openai, MHD_HTTP_BAD_REQUEST, "cannot render the chat template: %s", msg);
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(body, "format");
+    const char *model = NULL;
+    if (json_str(body, "model", NULL, &model, err))
         return -1;
-    }
+    if (model) /* the model's own defaults first, so that the request's fields override them */
+        model_apply_defaults(o, model, g);
+    if (json_bool(body, "stream", NULL, &g->stream, err) ||
+        parse_keep_alive(cJSON_GetObjectItemCaseSensitive(body, "keep_alive"), &g->keep_alive, err) ||
+        parse_options(body, g, err))
+        return -1;
+    if (!model)
+        return llm_errf(err, "missing 'model'");
+    if (fmt && !cJSON_IsNull(fmt) && !(cJSON_IsString(fmt) && !*fmt->valuestring))
+        return llm_errf(err, "'format' (structured output) is not supported by llmap");
+    g->model_name = llm_xstrdup(model);
     return 0;
 }
 
@@ -145,154 +160,53 @@ int ollama_generate(llmap_server *s, struct MHD_Connection *c, const char *url, 
 {
     (void)url;
     gen_req g;
-    gen_req_init(&g, server_options(s));
-    g.api = API_OLLAMA_GENERATE;
-    const char *model = NULL, *prompt = "", *system = NULL, *suffix = NULL, *tmpl = NULL;
+    gen_req_init(&g, server_options(s), API_OLLAMA_GENERATE, &OLLAMA);
+    const char *prompt = "", *system = NULL, *suffix = NULL, *tmpl = NULL;
     bool raw = false;
     llm_err err;
-    int ret;
-    if (parse_common(server_options(s), body, &g, &model, &err) || json_str(body, "prompt", NULL, &prompt, &err) ||
+    if (parse_common(server_options(s), body, &g, &err) || json_str(body, "prompt", NULL, &prompt, &err) ||
         json_str(body, "system", NULL, &system, &err) || json_str(body, "suffix", NULL, &suffix, &err) ||
         json_str(body, "template", NULL, &tmpl, &err) || json_bool(body, "raw", NULL, &raw, &err)) {
-        ret = BAD(c, "%s", err.msg);
-        goto out;
+        gen_req_free(&g);
+        return BAD(c, "%s", err.msg);
     }
     if (has_images(body) || (suffix && *suffix)) {
-        ret = BAD(c, "%s are not supported by llmap", has_images(body) ? "images" : "suffix (fill-in-the-middle) prompts");
-        goto out;
+        gen_req_free(&g);
+        return BAD(c, "%s are not supported by llmap", has_images(body) ? "images" : "suffix (fill-in-the-middle) prompts");
     }
-    g.model_name = llm_xstrdup(model);
-    double load_s;
-    srv_model *m = acquire_model(s, c, false, model, &load_s, &ret);
-    if (!m)
-        goto out;
-    if (!*prompt) {
-        ret = load_only(s, c, m, &g);
-        goto out;
-    }
-    if (raw) {
-        g.prompt = llm_xstrdup(prompt);
-    } else {
-        /* Ollama's per-request "template" (Go template syntax) is ignored: the model's own
-         * chat template renders the system + user turn. */
-        llmap_chat_msg msgs[2];
-        size_t n = 0;
-        if (!system)
-            system = g.system_default;
-        if (system && *system)
-            msgs[n++] = (llmap_chat_msg){"system", system};
-        msgs[n++] = (llmap_chat_msg){"user", prompt};
-        if (render_chat(s, c, false, m, msgs, n, &g, &ret))
-            goto out;
-    }
-    return gen_respond(s, c, m, load_s, t0, &g);
-out:
-    gen_req_free(&g);
-    return ret;
-}
-
-int parse_messages(const cJSON *body, bool allow_parts, llmap_chat_msg **out, size_t *n, char ***owned, llm_err *err)
-{
-    static const char *const ROLES[] = {"system", "user", "assistant", "tool", "developer"};
-    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(body, "messages");
-    *out = NULL;
-    *n = 0;
-    *owned = NULL;
-    if (!arr || cJSON_IsNull(arr))
-        return llm_errf(err, "missing 'messages'");
-    if (!cJSON_IsArray(arr))
-        return llm_errf(err, "'messages' must be an array");
-    size_t count = (size_t)cJSON_GetArraySize(arr);
-    *out = llm_xcalloc(count ? count : 1, sizeof **out);
-    *owned = llm_xcalloc(count ? count : 1, sizeof **owned);
-    const cJSON *m;
-    size_t i = 0;
-    cJSON_ArrayForEach(m, arr)
-    {
-        if (!cJSON_IsObject(m))
-            return llm_errf(err, "'messages[%zu]' must be an object", i);
-        const char *role = NULL;
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-        if (json_str(m, "role", "messages[]", &role, err))
-            return -1;
-        if (!role)
-            return llm_errf(err, "'messages[%zu].role' is missing", i);
-        bool known = false;
-        for (size_t k = 0; k < sizeof ROLES / sizeof *ROLES; k++)
-            known |= !strcmp(role, ROLES[k]);
-        if (!known)
-            return llm_errf(err, "'messages[%zu].role' = \"%.32s\" is not one of system, user, assistant, tool", i, role);
-        if (has_images(m))
-            return llm_errf(err, "'messages[%zu].images': images are not supported by llmap", i);
-        const char *text = "";
-        if (content && cJSON_IsString(content)) {
-            text = content->valuestring;
-        } else if (content && allow_parts && cJSON_IsArray(content)) {
-            llm_buf b = {0};
-            const cJSON *part;
-            cJSON_ArrayForEach(part, content)
-            {
-                const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
-                const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
-                if (!cJSON_IsObject(part) || !cJSON_IsString(type) || strcmp(type->valuestring, "text") ||
-                    !cJSON_IsString(t)) {
-                    llm_buf_free(&b);
-                    return llm_errf(err, "'messages[%zu].content': only text parts are supported", i);
-                }
-                llm_buf_puts(&b, t->valuestring);
-            }
-            (*owned)[i] = llm_xstrdup(b.len ? llm_buf_cstr(&b) : "");
-            llm_buf_free(&b);
-            text = (*owned)[i];
-        } else if (content && !cJSON_IsNull(content)) {
-            return llm_errf(err, "'messages[%zu].content' must be a string", i);
-        }
-        (*out)[i] = (llmap_chat_msg){!strcmp(role, "developer") ? "system" : role, text};
-        *n = ++i; /* so free_messages sees what is owned even if a later message is bad */
-    }
-    return 0;
-}
-
-void free_messages(llmap_chat_msg *msgs, size_t n, char **owned)
-{
-    for (size_t i = 0; owned && i < n; i++)
-        free(owned[i]);
-    free(owned);
-    free(msgs);
+    if (!*prompt) /* load (or unload) only */
+        return gen_serve(s, c, t0, &g, NULL, 0, NULL);
+    if (raw)
+        return gen_serve(s, c, t0, &g, NULL, 0, prompt);
+    /* Ollama's per-request "template" (Go template syntax) is ignored: the model's own chat
+     * template renders the system + user turn. */
+    llmap_chat_msg msgs[2];
+    size_t n = 0;
+    if (!system)
+        system = g.system_default;
+    if (system && *system)
+        msgs[n++] = (llmap_chat_msg){"system", system};
+    msgs[n++] = (llmap_chat_msg){"user", prompt};
+    return gen_serve(s, c, t0, &g, msgs, n, NULL);
 }
 
 int ollama_chat(llmap_server *s, struct MHD_Connection *c, const char *url, cJSON *body, double t0)
 {
     (void)url;
     gen_req g;
-    gen_req_init(&g, server_options(s));
-    g.api = API_OLLAMA_CHAT;
-    const char *model = NULL;
+    gen_req_init(&g, server_options(s), API_OLLAMA_CHAT, &OLLAMA);
     llmap_chat_msg *msgs = NULL;
     char **owned = NULL;
     size_t n = 0;
     llm_err err;
     int ret;
-    if (parse_common(server_options(s), body, &g, &model, &err) || parse_messages(body, false, &msgs, &n, &owned, &err)) {
+    if (parse_common(server_options(s), body, &g, &err) || parse_messages(body, false, &msgs, &n, &owned, &err)) {
+        gen_req_free(&g);
         ret = BAD(c, "%s", err.msg);
-        goto out;
+    } else {
+        ret = gen_serve(s, c, t0, &g, msgs, n, NULL); /* no messages: load only */
     }
-    g.model_name = llm_xstrdup(model);
-    double load_s;
-    srv_model *m = acquire_model(s, c, false, model, &load_s, &ret);
-    if (!m)
-        goto out;
-    if (n == 0) {
-        ret = load_only(s, c, m, &g);
-        goto out;
-    }
-    if (render_chat(s, c, false, m, msgs, n, &g, &ret))
-        goto out;
     free_messages(msgs, n, owned);
-    return gen_respond(s, c, m, load_s, t0, &g);
-out:
-    free_messages(msgs, n, owned);
-    gen_req_free(&g);
     return ret;
 }
 

@@ -125,9 +125,39 @@ struct cJSON *registry_ps_json(registry *r);
 
 typedef enum gen_api { API_OLLAMA_GENERATE, API_OLLAMA_CHAT, API_OPENAI_CHAT, API_OPENAI_COMPLETION } gen_api;
 
+/* What a generation produced, for the wire format to tell. */
+typedef struct gen_result {
+    uint64_t seq;            /* request number on this server (OpenAI ids) */
+    time_t created;
+    double load_seconds, total_seconds;
+    llmap_stats st;
+    int rc;                  /* 0, or -1 with err */
+    char err[sizeof(llm_err)];
+} gen_result;
+
+struct gen_req;
+
+/* An API's wire format (ollama.c, openai.c): how the answer of a generation is framed. The
+ * stream functions append to out; gen.c runs the generation and delivers the bytes. */
+typedef struct gen_wire {
+    bool openai_errors;      /* error bodies in OpenAI's shape (reply_error) */
+    const char *stream_type; /* Content-Type of a streamed answer */
+    /* Before the first piece (NULL: nothing); each generated piece; the end, after success or
+     * failure (r->rc). */
+    void (*stream_begin)(const struct gen_req *g, const gen_result *r, llm_buf *out);
+    void (*stream_piece)(const struct gen_req *g, const gen_result *r, const char *text, size_t len, llm_buf *out);
+    void (*stream_end)(const struct gen_req *g, const gen_result *r, llm_buf *out);
+    /* The whole answer of a request that does not stream. */
+    struct cJSON *(*whole)(const struct gen_req *g, const gen_result *r, const char *text, size_t len);
+    /* A request with nothing to generate (Ollama: an empty prompt loads or unloads the model):
+     * answers it and gives m back. NULL: such a request is a 400. */
+    int (*load_only)(llmap_server *s, struct MHD_Connection *c, srv_model *m, const struct gen_req *g);
+} gen_wire;
+
 /* One generation request, filled by the API handlers, run by gen_respond. */
 typedef struct gen_req {
     gen_api api;
+    const gen_wire *wire;
     char *model_name;        /* as the client spelled it (echoed back) */
     char *prompt;            /* fully templated */
     llmap_sampling sp;
@@ -138,12 +168,50 @@ typedef struct gen_req {
     bool stream, include_usage;
 } gen_req;
 
-void gen_req_init(gen_req *g, const server_opts *o);
+void gen_req_init(gen_req *g, const server_opts *o, gen_api api, const gen_wire *wire);
 void gen_req_free(gen_req *g);
 /* Runs the request on an acquired model and queues the HTTP response (streamed or not).
  * Takes over the model reference and g's contents. */
 int gen_respond(llmap_server *s, struct MHD_Connection *c, srv_model *m, double load_seconds, double t_start,
                 gen_req *g);
+/* For wire formats: the engine's done_reason ("stop" when it gave none), and obj (consumed)
+ * printed compactly between prefix and suffix. */
+const char *gen_done_reason(const gen_result *r);
+void gen_put(llm_buf *out, const char *prefix, struct cJSON *obj, const char *suffix);
+
+/* ---- what the API handlers share on the way in (request.c) ---------------------------------- */
+
+/* The model, the prompt, the answer: acquires g->model_name (404/400/500 in the API's error
+ * shape), renders msgs with its chat template (the model's default system prompt first unless
+ * the conversation has one) or takes raw as the prompt, and answers through gen_respond; with
+ * neither, g->wire->load_only answers. Takes over g in every case (leaving it empty); returns
+ * the MHD result. */
+int gen_serve(llmap_server *s, struct MHD_Connection *c, double t_start, gen_req *g, const llmap_chat_msg *msgs,
+              size_t n, const char *raw);
+/* Reads "messages" into msgs (pointing into body). With allow_parts, OpenAI content arrays of
+ * text parts are joined into *owned strings. Free with free_messages. */
+int parse_messages(const struct cJSON *body, bool allow_parts, llmap_chat_msg **msgs, size_t *n, char ***owned,
+                   llm_err *err);
+void free_messages(llmap_chat_msg *msgs, size_t n, char **owned);
+/* The request (or message) has a non-empty "images" (refused: llmap runs no vision models). */
+bool has_images(const struct cJSON *o);
+
+/* A numeric request field that lands in a gen_req member, for json_fields. The kind follows the
+ * member's type: float (a number in [lo, hi]), int (an integer in [lo, hi]) or the uint64_t seed
+ * (a number in [lo, hi]; negative keeps the default). */
+typedef enum json_kind { JSON_FLOAT, JSON_INT, JSON_SEED } json_kind;
+typedef struct json_field {
+    const char *key;
+    json_kind kind;
+    double lo, hi;
+    size_t offset;
+} json_field;
+#define GEN_FIELD(key, lo, hi, member)                                                                     \
+    {key, _Generic(((gen_req *)0)->member, float: JSON_FLOAT, int: JSON_INT, uint64_t: JSON_SEED), lo, hi, \
+     offsetof(gen_req, member)}
+/* Parses the fields of o (ctx names them in errors: "options") into g, in table order, so the
+ * first bad field is the one an error names. Absent or null fields keep their value. */
+int json_fields(const struct cJSON *o, const char *ctx, const json_field *f, size_t n, gen_req *g, llm_err *err);
 
 /* ---- HTTP helpers (http.c) ------------------------------------------------------------------ */
 
@@ -182,20 +250,6 @@ int ollama_version(llmap_server *s, struct MHD_Connection *c, const char *url, s
 int openai_chat(llmap_server *s, struct MHD_Connection *c, const char *url, struct cJSON *body, double t0);
 int openai_completions(llmap_server *s, struct MHD_Connection *c, const char *url, struct cJSON *body, double t0);
 int openai_models(llmap_server *s, struct MHD_Connection *c, const char *url, struct cJSON *body, double t0);
-
-/* Shared by the Ollama and OpenAI handlers (ollama.c). */
-/* Resolves and loads the model; on failure queues the error reply (*ret) and returns NULL. */
-srv_model *acquire_model(llmap_server *s, struct MHD_Connection *c, bool openai, const char *name, double *load_s,
-                         int *ret);
-/* Renders msgs with the model's chat template into g->prompt; on failure releases m, queues
- * a 400 (*ret) and returns -1. */
-int render_chat(llmap_server *s, struct MHD_Connection *c, bool openai, srv_model *m, const llmap_chat_msg *msgs,
-                size_t n, gen_req *g, int *ret);
-/* Reads "messages" into msgs (pointing into body). With allow_parts, OpenAI content arrays of
- * text parts are joined into *owned strings. Free with free_messages. */
-int parse_messages(const struct cJSON *body, bool allow_parts, llmap_chat_msg **msgs, size_t *n, char ***owned,
-                   llm_err *err);
-void free_messages(llmap_chat_msg *msgs, size_t n, char **owned);
 
 /* JSON field access with errors naming the field ("'options.top_k' must be an integer").
  * Absent (or null) fields leave *out untouched and return 0; wrong types return -1. */
