@@ -203,6 +203,7 @@ void llm_vec_dot_q4_1_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_q5_0_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_q5_1_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_q8_0_avx2(int64_t n, float *s, const void *w, const void *act);
+void llm_vec_dot4_q8_0_avx2(int64_t n, float s[4], const void *w, size_t w_stride, const void *act);
 void llm_vec_dot_q2_K_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_q3_K_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_q4_K_avx2(int64_t n, float *s, const void *w, const void *act);
