@@ -705,6 +705,96 @@ static void test_dot4(void)
     CHECK_MSG(covered > 0, "the AVX2 table has no 4-row kernel (Q4_0 expected)");
 }
 
+/* K-quant 4-row kernels, beyond test_dot4: they walk the rows over runs of activation blocks
+ * (copied to an aligned buffer), so lengths below, at and past a run boundary (32 blocks) and
+ * several runs are covered, with exact and padded row strides; and extreme rows (every byte
+ * 0xFF or 0x80: scales, mins and quants at their ends) must neither overflow an integer lane nor
+ * differ from vec_dot by a bit. vec_dot on those rows is checked against the definition (the
+ * sum of dequantized products) too, since the rows include blocks the quantizer never makes. */
+#define K4_MAXB 65
+static void fill_k_row(llm_type t, uint8_t *row, int nb, int kind, float *tmp)
+{
+    const llm_type_info *ti = llm_type_get(t);
+    int offs[2] = {-1, -1}; /* fp16 scale fields, from the ggml block layouts */
+    switch (t) {
+    case LLM_Q2_K: offs[0] = 80, offs[1] = 82; break;
+    case LLM_Q3_K: offs[0] = 108; break;
+    case LLM_Q4_K: case LLM_Q5_K: offs[0] = 0, offs[1] = 2; break;
+    case LLM_Q6_K: offs[0] = 208; break;
+    default: break;
+    }
+    if (kind == 0) { /* quantized gaussian data */
+        for (int i = 0; i < nb * 256; i++)
+            tmp[i] = rng_gauss();
+        llm_quantize_row(t, tmp, row, nb * 256);
+        return;
+    }
+    for (size_t i = 0; i < (size_t)nb * ti->size; i++)
+        row[i] = kind == 1 ? (uint8_t)rng_u64() : kind == 2 ? 0xFF : 0x80;
+    for (int b = 0; b < nb; b++)
+        for (int k = 0; k < 2 && offs[k] >= 0; k++) {
+            float v = kind == 1 ? rng_uniform() * 0.01f : kind == 2 ? 3e4f : -2e-5f; /* -2e-5: subnormal fp16 */
+            put16(row + (size_t)b * ti->size + offs[k], llm_fp32_to_fp16(k ? -v : v));
+        }
+}
+
+static void test_dot4_kquants(void)
+{
+    const llm_kernels *simd = simd_kernels();
+    if (!simd) {
+        SKIP("no AVX2 on this CPU: K-quant 4-row dots not compared");
+        return;
+    }
+    static float tmp[K4_MAXB * 256], wd[K4_MAXB * 256], ad[K4_MAXB * 256];
+    static uint8_t rows4[4 * (K4_MAXB * 210 + 64)], act[K4_MAXB * 292];
+    const llm_type types[] = {LLM_Q2_K, LLM_Q3_K, LLM_Q4_K, LLM_Q5_K, LLM_Q6_K};
+    const int bcounts[] = {1, 2, 31, 32, 33, 64, 65};
+    int covered = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+        llm_type t = types[ti];
+        if (!simd->vec_dot4[t])
+            continue;
+        covered++;
+        for (size_t bi = 0; bi < sizeof bcounts / sizeof *bcounts; bi++) {
+            const int nb = bcounts[bi], n = nb * 256;
+            const size_t rs = llm_row_size(t, n), stride = bi % 2 ? rs : rs + 24;
+            /* activations: gaussian, or all equal (every q8 = 127, the largest products) */
+            for (int act_kind = 0; act_kind < 2; act_kind++) {
+                for (int i = 0; i < n; i++)
+                    tmp[i] = act_kind ? 1.0f : rng_gauss();
+                simd->quantize_act[LLM_Q8_K](tmp, act, n);
+                for (int rot = 0; rot < 4; rot++) { /* every row kind in every row slot */
+                    memset(rows4, 0xA5, sizeof rows4);
+                    for (int r = 0; r < 4; r++)
+                        fill_k_row(t, rows4 + (size_t)r * stride, nb, (r + rot) % 4, tmp);
+                    float got[4] = {NAN, NAN, NAN, NAN}, want = NAN;
+                    simd->vec_dot4[t](n, got, rows4, stride, act);
+                    for (int r = 0; r < 4; r++) {
+                        const uint8_t *row = rows4 + (size_t)r * stride;
+                        simd->vec_dot[t](n, &want, row, act);
+                        CHECK_MSG(bits_of(got[r]) == bits_of(want),
+                                  "%s %d blocks, row kind %d, act kind %d: vec_dot4 %.9g, vec_dot %.9g",
+                                  llm_type_name(t), nb, (r + rot) % 4, act_kind, got[r], want);
+                        if (rot)
+                            continue;
+                        llm_dequantize_row(t, row, wd, n);
+                        llm_dequantize_row(LLM_Q8_K, act, ad, n);
+                        double sum = 0, mag = 0;
+                        for (int i = 0; i < n; i++) {
+                            sum += (double)wd[i] * ad[i];
+                            mag += fabs((double)wd[i] * ad[i]);
+                        }
+                        CHECK_MSG(fabs(want - sum) <= DOT_REL_TOL * mag + 1e-30,
+                                  "%s %d blocks, row kind %d, act kind %d: vec_dot %.9g, definition %.9g",
+                                  llm_type_name(t), nb, r, act_kind, want, sum);
+                    }
+                }
+            }
+        }
+    }
+    CHECK_MSG(covered > 0, "the AVX2 table has no K-quant 4-row kernel (Q4_K expected)");
+}
+
 /* ---- (c) round trips ----------------------------------------------------------------------- */
 
 /* Bounds on RMS(dequant(quant(x)) - x) / RMS(x) for x ~ N(0,1), 64 K elements. Measured
@@ -1039,6 +1129,7 @@ int main(void)
     test_tables();
     test_dots();
     test_dot4();
+    test_dot4_kquants();
     test_round_trips();
     test_exact_round_trips();
 

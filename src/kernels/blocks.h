@@ -207,6 +207,7 @@ void llm_vec_dot4_q8_0_avx2(int64_t n, float s[4], const void *w, size_t w_strid
 void llm_vec_dot_q2_K_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_q3_K_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_q4_K_avx2(int64_t n, float *s, const void *w, const void *act);
+void llm_vec_dot4_q4_K_avx2(int64_t n, float s[4], const void *w, size_t w_stride, const void *act);
 void llm_vec_dot_q5_K_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_q6_K_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_act_f16_avx2(const float *x, void *dst, int64_t n);

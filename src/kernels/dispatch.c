@@ -141,7 +141,8 @@ static const llm_kernels AVX2 = {
             [LLM_Q8_K] = llm_act_q8_K_avx2,
         },
     .vec_dot4 = {[LLM_Q4_0] = llm_vec_dot4_q4_0_avx2,
-                 [LLM_Q8_0] = llm_vec_dot4_q8_0_avx2},
+                 [LLM_Q8_0] = llm_vec_dot4_q8_0_avx2,
+                 [LLM_Q4_K] = llm_vec_dot4_q4_K_avx2},
 };
 
 /* AVX2, FMA and F16C present and the OS saves the YMM registers. Asked with cpuid directly
