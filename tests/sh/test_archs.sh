@@ -14,9 +14,10 @@
 # order (llama.cpp picks its AVX-512 kernels on this machine, llmap follows the AVX2 ones):
 # measured max |diff| 6e-6. gemma's GELU rounds its input to F16 (ggml's table) and the tiny
 # gemma's 8x block outputs (see synth.c) amplify the rare input that rounds the other way:
-# measured 4.5e-4 .. 8.6e-4 (1.5e-3 with LLMAP_NO_SIMD=1); with an unrounded GELU it would be
-# 4e-3, with no F16 rounding at all much more. A wrong op (norm, scale, RoPE pairs, split order
-# of a fused tensor) moves logits by whole units.
+# measured 3.4e-4 .. 1.4e-3; llmap with an unrounded GELU is 5x further off (4e-3 on the first
+# references). A wrong op (norm, scale, RoPE pairs, split order of a fused tensor) moves logits
+# by whole units: swapping phi3's gate/up halves, dropping qwen3's k-norm or gemma's GELU
+# fails ~1000 checks.
 # No node at test time: only the stored references are read.
 set -u
 BIN=${LLMAP_BIN:-./llmap}

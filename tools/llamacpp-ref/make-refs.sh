@@ -32,7 +32,7 @@ vocab_of() {
 
 for arch in $ARCHS; do
     vocab=$(vocab_of "$arch")
-    args="--arch $arch --shape tiny --type f32 --seed 5 --threads 1"
+    args="--arch $arch --shape tiny --n-embd 128 --n-ff 384 --type f32 --seed 5 --threads 1"
     # shellcheck disable=SC2086
     "$BIN" synth $args --vocab "$VOCABS/$vocab" "$tmp/$arch.gguf"
     sha=$(sha256sum "$tmp/$arch.gguf" | cut -d' ' -f1)
