@@ -13,8 +13,8 @@
 //
 // pp N: N tokens evaluated in one batch (batch = ubatch = N) into an empty KV cache.
 // tg N: N tokens generated one at a time (greedy, end-of-generation ignored) from an empty cache.
-// A warm-up (one ppN batch + 1 generated token) precedes the reps, as in llama-bench; every rep
-// reports, plus best and median. --first-token instead measures what llama-simple did in
+// A warm-up (a 32-token batch + 1 generated token) precedes the reps; every rep reports, plus
+// best and median. --first-token instead measures what llama-simple did in
 // ../shared/machine.md: load, prompt "Hello" (BOS added), one token, times since process start.
 // --modules points at the node_modules directory to use (default: build/llamacpp/node_modules);
 // bench/vs-llamacpp.sh uses a second tree holding only the AVX2 ("haswell") CPU variant to force
@@ -146,27 +146,34 @@ async function benchSpeed(a) {
     const seq = context.getSequence();
     const toks = seededTokens(n + 1, nVocab);
 
-    // warm-up as llama-bench does it: one whole ppN batch, then one generated token (first
-    // decodes page weights in and set up buffers; llama.cpp's first decode here takes seconds)
-    if (a.pp > 0) await seq.evaluateWithoutGeneratingNewTokens(toks.slice(0, a.pp));
+    // warm-up: a short batch and one generated token (the first decodes page weights in and set
+    // up buffers; llama.cpp's first decode here takes seconds). llama-bench warms up with a whole
+    // ppN batch; on a shared 2-core machine that doubles the cost of a run for no information.
+    if (a.pp > 0) await seq.evaluateWithoutGeneratingNewTokens(toks.slice(0, Math.min(a.pp, 32)));
     await seq.clearHistory();
     await generate(seq, toks[1], 1);
 
-    const pp = [], tg = [];
+    // wall time, and CPU time of the whole process (all threads): on a shared machine wall time
+    // includes waiting for a core, CPU time does not (but it does include ggml's spinning at
+    // its barriers while the other thread waits for a core)
+    const cpuSeconds = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+    const pp = [], tg = [], ppCpu = [], tgCpu = [];
     for (let rep = 0; rep < a.reps; rep++) {
         if (a.pp > 0) {
             await seq.clearHistory();
-            const t0 = performance.now();
+            const t0 = performance.now(), c0 = cpuSeconds();
             await seq.evaluateWithoutGeneratingNewTokens(toks.slice(0, a.pp));
             pp.push(a.pp / ((performance.now() - t0) / 1000));
+            ppCpu.push(a.pp / (cpuSeconds() - c0));
         }
         if (a.tg > 0) {
             await seq.clearHistory();
-            const t0 = performance.now();
+            const t0 = performance.now(), c0 = cpuSeconds();
             const got = await generate(seq, toks[0], a.tg);
             const dt = (performance.now() - t0) / 1000;
             if (got !== a.tg) throw new Error(`generated ${got} tokens, wanted ${a.tg}`);
             tg.push(a.tg / dt);
+            tgCpu.push(a.tg / (cpuSeconds() - c0));
         }
     }
     // llama.cpp's own counters (cumulative, warm-up included): decode time without the JS
@@ -185,6 +192,8 @@ async function benchSpeed(a) {
         pp: a.pp, tg: a.tg,
         pp_tps: summary(pp),
         tg_tps: summary(tg),
+        pp_tokens_per_cpu_s: summary(ppCpu),
+        tg_tokens_per_cpu_s: summary(tgCpu),
         ...buildInfo(llama, logLines),
     };
     await context.dispose();

@@ -42,6 +42,103 @@ skip() {
 }
 note() { echo "vs-llamacpp: $*" >&2; }
 
+# --- table ---------------------------------------------------------------------------------
+# Everything it needs is in the results directory, so an old run can be shown again:
+#   bench/vs-llamacpp.sh --table build/vs-llamacpp/<time>
+print_table() {
+    node - "$1" <<'JS'
+const fs = require("fs"), path = require("path");
+const dir = process.argv[2];
+const files = fs.readdirSync(dir);
+const order = (t) => ["q4_0", "q8_0", "q4_k_m"].indexOf(t) >>> 0; // the usual order first, then the rest
+const types = [...new Set(files.map((f) => /^(.+)\.(llmap|llamacpp-\w+)\.jsonl$/.exec(f)).filter(Boolean).map((m) => m[1]))]
+    .filter((t) => t !== "first").sort((x, y) => order(x) - order(y) || x.localeCompare(y));
+const variants = [...new Set(files.map((f) => /\.llamacpp-(\w+)\.jsonl$/.exec(f)).filter(Boolean).map((m) => m[1]))]
+    .sort((x, y) => (x === "auto" ? -1 : y === "auto" ? 1 : x.localeCompare(y)));
+const read = (f) => {
+    const p = path.join(dir, f);
+    if (!fs.existsSync(p)) return [];
+    return fs.readFileSync(p, "utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+};
+const median = (xs) => {
+    const s = [...xs].sort((a, b) => a - b), n = s.length;
+    return n === 0 ? NaN : n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+};
+const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "—");
+const stat = (xs, d = 1) => xs.length === 0 ? "—" : xs.length === 1 ? f(xs[0], d) :
+    `${f(median(xs), d)} (${f(Math.min(...xs), d)}–${f(Math.max(...xs), d)})`;
+// ratio of medians, and in brackets the range of the ratios paired round by round
+const ratio = (a, b) => {
+    const n = Math.min(a.length, b.length), pairs = [];
+    for (let i = 0; i < n; i++) pairs.push(a[i] / b[i]);
+    if (n === 0) return "—";
+    const r = median(a) / median(b);
+    return n === 1 ? f(r, 2) : `${f(r, 2)} (${f(Math.min(...pairs), 2)}–${f(Math.max(...pairs), 2)})`;
+};
+const rows = [], cpuRows = [], notes = new Set(), B = read("busy.jsonl");
+let pp = "?", tg = "?";
+for (const t of types) {
+    const L = read(`${t}.llmap.jsonl`);
+    if (L.length) { pp = L[0].pp; tg = L[0].tg; }
+    for (const v of variants.length ? variants : ["auto"]) {
+        const C = read(`${t}.llamacpp-${v}.jsonl`);
+        if (L.length === 0 && C.length === 0) continue;
+        const bpt = L.length ? L[0].bytes_per_token : NaN;
+        const bw = L.map((x) => x.bandwidth_gbs);
+        const lpp = L.map((x) => x.pp_tps), ltg = L.map((x) => x.tg_tps);
+        const cpp = C.map((x) => x.pp_tps.best), ctg = C.map((x) => x.tg_tps.best);
+        // roofline share against the median bandwidth llmap measured in this model's rounds (one
+        // loaded round would otherwise make a share > 1 or a collapse out of a bandwidth dip)
+        const bwMed = median(bw);
+        const share = (tg) => tg.map((x) => (x * bpt / 1e9) / bwMed);
+        const variant = C.length ? `${v === "auto" ? "auto: " : "forced: "}${C[0].ggml_cpu_variant}` : v;
+        const busy = B.filter((b) => b.type === t && (b.step === "llmap" || b.step === v)).map((b) => b.busy_cpus);
+        rows.push([`${t} / ${variant}`, stat(lpp), stat(cpp), ratio(lpp, cpp), stat(ltg), stat(ctg), ratio(ltg, ctg),
+            stat(bw), stat(share(ltg), 2), stat(share(ctg), 2), busy.length ? f(Math.max(...busy), 2) : "—"]);
+        // tokens per CPU-second of the whole process: what each side gets out of the CPU time it
+        // was given, a view that survives a busy machine better than wall time
+        const lppc = L.map((x) => x.pp_tokens_per_cpu_s), ltgc = L.map((x) => x.tg_tokens_per_cpu_s);
+        const cppc = C.map((x) => x.pp_tokens_per_cpu_s?.best ?? NaN), ctgc = C.map((x) => x.tg_tokens_per_cpu_s?.best ?? NaN);
+        cpuRows.push([`${t} / ${variant}`, stat(lppc), stat(cppc), ratio(lppc, cppc), stat(ltgc), stat(ctgc), ratio(ltgc, ctgc)]);
+        for (const c of C) {
+            notes.add(`llama.cpp ${c.node_llama_cpp ? "node-llama-cpp " + c.node_llama_cpp : ""}, release ${c.llama_cpp_release?.release}, ` +
+                `${c.build_type}, threads ${c.threads_used}, batch ${c.batch_size}, flash_attn ${c.flash_attention}, mmap ${c.mmap}`);
+            notes.add(`${t} ${c.ggml_cpu_variant}: ` + c.llama_log.filter((l) => /model buffer size/.test(l))
+                .map((l) => l.replace(/^\w+:\s*/, "").replace(/\s+/g, " ")).join("; "));
+        }
+    }
+}
+const head = ["model / llama.cpp CPU variant", `llmap pp${pp}`, `llama.cpp pp${pp}`, "ratio", `llmap tg${tg}`, `llama.cpp tg${tg}`,
+    "ratio", "bandwidth GB/s", "llmap tg roofline share", "llama.cpp tg roofline share", "others busy (CPUs, max)"];
+console.log("\n| " + head.join(" | ") + " |\n|" + head.map(() => "---").join("|") + "|");
+for (const r of rows) console.log("| " + r.join(" | ") + " |");
+console.log("\ntokens/s: median over rounds (min–max); ratio = llmap / llama.cpp (medians; in brackets the range of");
+console.log("round-by-round ratios); roofline share = tg tokens/s x weight bytes per token / median bandwidth of the rounds;");
+console.log("others busy = CPUs other processes kept busy in the second before a run (above ~0.3 of a CPU the numbers are noise).");
+const cpuHead = ["model / llama.cpp CPU variant", `llmap pp${pp}`, `llama.cpp pp${pp}`, "ratio", `llmap tg${tg}`, `llama.cpp tg${tg}`, "ratio"];
+console.log("\nthe same runs in tokens per CPU-second (all threads of the process; ggml's barrier spinning counts as CPU time):");
+console.log("\n| " + cpuHead.join(" | ") + " |\n|" + cpuHead.map(() => "---").join("|") + "|");
+for (const r of cpuRows) console.log("| " + r.join(" | ") + " |");
+const F1 = read("first.llmap.jsonl"), F2 = read("first.llamacpp.jsonl");
+if (F1.length || F2.length) {
+    const lw = F1.map((x) => x.wall_ms), cw = F2.map((x) => x.wall_ms), ci = F2.map((x) => x.detail.ms_since_process_start.first_token);
+    const li = F2.map((x) => x.detail.ms_since_process_start.llama_ready);
+    console.log(`\nwarm load + first token (q4_0, "Hello", whole process, ms): llmap ${stat(lw, 0)}, llama.cpp via node ${stat(cw, 0)}` +
+        ` (of which node start + node-llama-cpp setup until llama.cpp is ready: ${stat(li, 0)}; process start to first token: ${stat(ci, 0)})`);
+}
+console.log("\n" + [...notes].map((n) => "- " + n).join("\n"));
+if (fs.existsSync(path.join(dir, "errors.log")) && fs.readFileSync(path.join(dir, "errors.log"), "utf8").trim())
+    console.log(`\n(stderr of the runs: ${path.join(dir, "errors.log")})`);
+JS
+}
+
+if [ "${1:-}" = --table ]; then
+    [ -d "${2:-}" ] || { echo "usage: bench/vs-llamacpp.sh --table build/vs-llamacpp/<time>" >&2; exit 2; }
+    command -v node >/dev/null || skip "node is not installed"
+    print_table "$2"
+    exit 0
+fi
+
 types=("$@")
 [ ${#types[@]} -eq 0 ] && types=(q4_0 q8_0 q4_k_m)
 
@@ -199,71 +296,4 @@ if [ "$WANT_FIRST" = 1 ] && [ -f "$MODELS/llama-1.1b-q4_0.gguf" ]; then
 fi
 echo "vs-llamacpp: $(uptime)"
 
-# --- table ---------------------------------------------------------------------------------
-node - "$OUT" "${types[*]}" "${variants[*]}" "$PP" "$TG" <<'JS'
-const fs = require("fs"), path = require("path");
-const [dir, typesArg, variantsArg, pp, tg] = process.argv.slice(2);
-const read = (f) => {
-    const p = path.join(dir, f);
-    if (!fs.existsSync(p)) return [];
-    return fs.readFileSync(p, "utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
-};
-const median = (xs) => {
-    const s = [...xs].sort((a, b) => a - b), n = s.length;
-    return n === 0 ? NaN : n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-};
-const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "—");
-const stat = (xs, d = 1) => xs.length === 0 ? "—" : xs.length === 1 ? f(xs[0], d) :
-    `${f(median(xs), d)} (${f(Math.min(...xs), d)}–${f(Math.max(...xs), d)})`;
-// ratio of medians, and in brackets the range of the ratios paired round by round
-const ratio = (a, b) => {
-    const n = Math.min(a.length, b.length), pairs = [];
-    for (let i = 0; i < n; i++) pairs.push(a[i] / b[i]);
-    if (n === 0) return "—";
-    const r = median(a) / median(b);
-    return n === 1 ? f(r, 2) : `${f(r, 2)} (${f(Math.min(...pairs), 2)}–${f(Math.max(...pairs), 2)})`;
-};
-const rows = [], notes = new Set(), B = read("busy.jsonl");
-for (const t of typesArg.split(" ")) {
-    const L = read(`${t}.llmap.jsonl`);
-    for (const v of variantsArg.split(" ")) {
-        const C = read(`${t}.llamacpp-${v}.jsonl`);
-        if (L.length === 0 && C.length === 0) continue;
-        const bpt = L.length ? L[0].bytes_per_token : NaN;
-        const bw = L.map((x) => x.bandwidth_gbs);
-        const lpp = L.map((x) => x.pp_tps), ltg = L.map((x) => x.tg_tps);
-        const cpp = C.map((x) => x.pp_tps.best), ctg = C.map((x) => x.tg_tps.best);
-        // roofline share against the median bandwidth llmap measured in this model's rounds (one
-        // loaded round would otherwise make a share > 1 or a collapse out of a bandwidth dip)
-        const bwMed = median(bw);
-        const share = (tg) => tg.map((x) => (x * bpt / 1e9) / bwMed);
-        const variant = C.length ? `${v === "auto" ? "auto: " : "forced: "}${C[0].ggml_cpu_variant}` : v;
-        const busy = B.filter((b) => b.type === t && (b.step === "llmap" || b.step === v)).map((b) => b.busy_cpus);
-        rows.push([`${t} / ${variant}`, stat(lpp), stat(cpp), ratio(lpp, cpp), stat(ltg), stat(ctg), ratio(ltg, ctg),
-            stat(bw), stat(share(ltg), 2), stat(share(ctg), 2), busy.length ? f(Math.max(...busy), 2) : "—"]);
-        for (const c of C) {
-            notes.add(`llama.cpp ${c.node_llama_cpp ? "node-llama-cpp " + c.node_llama_cpp : ""}, release ${c.llama_cpp_release?.release}, ` +
-                `${c.build_type}, threads ${c.threads_used}, batch ${c.batch_size}, flash_attn ${c.flash_attention}, mmap ${c.mmap}`);
-            notes.add(`${t} ${c.ggml_cpu_variant}: ` + c.llama_log.filter((l) => /model buffer size/.test(l))
-                .map((l) => l.replace(/^\w+:\s*/, "").replace(/\s+/g, " ")).join("; "));
-        }
-    }
-}
-const head = ["model / llama.cpp CPU variant", `llmap pp${pp}`, `llama.cpp pp${pp}`, "ratio", `llmap tg${tg}`, `llama.cpp tg${tg}`,
-    "ratio", "bandwidth GB/s", "llmap tg roofline share", "llama.cpp tg roofline share", "others busy (CPUs, max)"];
-console.log("\n| " + head.join(" | ") + " |\n|" + head.map(() => "---").join("|") + "|");
-for (const r of rows) console.log("| " + r.join(" | ") + " |");
-console.log("\ntokens/s: median over rounds (min–max); ratio = llmap / llama.cpp (medians; in brackets the range of");
-console.log("round-by-round ratios); roofline share = tg tokens/s x weight bytes per token / median bandwidth of the rounds;");
-console.log("others busy = CPUs other processes kept busy in the second before a run (above ~0.3 of a CPU the numbers are noise).");
-const F1 = read("first.llmap.jsonl"), F2 = read("first.llamacpp.jsonl");
-if (F1.length || F2.length) {
-    const lw = F1.map((x) => x.wall_ms), cw = F2.map((x) => x.wall_ms), ci = F2.map((x) => x.detail.ms_since_process_start.first_token);
-    const li = F2.map((x) => x.detail.ms_since_process_start.llama_ready);
-    console.log(`\nwarm load + first token (q4_0, "Hello", whole process, ms): llmap ${stat(lw, 0)}, llama.cpp via node ${stat(cw, 0)}` +
-        ` (of which node start + node-llama-cpp setup until llama.cpp is ready: ${stat(li, 0)}; process start to first token: ${stat(ci, 0)})`);
-}
-console.log("\n" + [...notes].map((n) => "- " + n).join("\n"));
-if (fs.existsSync(path.join(dir, "errors.log")) && fs.readFileSync(path.join(dir, "errors.log"), "utf8").trim())
-    console.log(`\n(stderr of the runs: ${path.join(dir, "errors.log")})`);
-JS
+print_table "$OUT"
