@@ -102,6 +102,7 @@ static void test_qwen3(const char *path)
     CHECK(m.hp.embd_scale == 1.0f);
     CHECK_NEAR(m.hp.norm_eps, 1e-6, 1e-12);
     CHECK(m.tied_output);
+    CHECK(m.gelu_f16 == NULL);
     for (uint32_t il = 0; il < m.hp.n_layer; il++) {
         CHECK(m.layers[il].q_norm && m.layers[il].k_norm && !m.layers[il].bq);
         CHECK_EQ_INT(m.layers[il].wq.rows, 128);
@@ -125,6 +126,13 @@ static void test_gemma(const char *path, const char *variant)
     CHECK_EQ_INT(m.hp.n_head_kv, 1);
     CHECK(m.tied_output && m.output.data == m.token_embd.data);
     CHECK(!m.layers[0].q_norm && !m.layers[0].bq);
+    /* GELU table entries against 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) by hand, to F16
+     * precision (2^-11 relative) */
+    static const float xs[] = {1.0f, -1.0f, 2.0f, 0.5f, -3.0f};
+    static const double want[] = {0.84119199, -0.15880801, 1.95459769, 0.34571401, -0.0036373921};
+    for (int i = 0; m.gelu_f16 && i < 5; i++)
+        CHECK_NEAR(llm_fp16_to_fp32(m.gelu_f16[llm_fp32_to_fp16(xs[i])]), want[i], fabs(want[i]) / 1024);
+    CHECK(m.gelu_f16 != NULL);
     llm_model_free(&m);
 
     /* llama.cpp never reads an output.weight for gemma: a file that has one still runs tied */

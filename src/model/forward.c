@@ -315,25 +315,21 @@ static void prescale_q(llm_ctx *c, int n_tok)
         q[i] *= s;
 }
 
-/* GELU, tanh approximation, as ggml evaluates it on the CPU: the input rounded to F16 and the
- * result read from a table of F16 values (GGML_GELU_FP16), exact pass-through / zero beyond
- * +-10. Computed here per element instead of from a 128 KiB table; the values are the same. */
-static float gelu_ggml(float x)
+/* a[i] = gelu(a[i]) * b[i] as ggml_geglu_split computes it on the CPU: GELU looked up in the
+ * model's F16 table (see load.c), the input passed through above 10 and zero below -10. */
+static void geglu(const uint16_t *gelu_f16, float *a, const float *b, size_t n)
 {
-    if (x <= -10.0f)
-        return 0.0f;
-    if (x >= 10.0f)
-        return x;
-    const float h = llm_fp16_to_fp32(llm_fp32_to_fp16(x));
-    const float g = 0.5f * h * (1.0f + tanhf(0.79788456080286535587989211986876f * h * (1.0f + 0.044715f * h * h)));
-    return llm_fp16_to_fp32(llm_fp32_to_fp16(g));
-}
-
-/* a[i] = gelu(a[i]) * b[i] (ggml_geglu_split). */
-static void geglu(float *a, const float *b, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        a[i] = gelu_ggml(a[i]) * b[i];
+    for (size_t i = 0; i < n; i++) {
+        const float x = a[i];
+        float g;
+        if (x <= -10.0f)
+            g = 0.0f;
+        else if (x >= 10.0f)
+            g = x;
+        else
+            g = llm_fp16_to_fp32(gelu_f16[llm_fp32_to_fp16(x)]);
+        a[i] = g * b[i];
+    }
 }
 
 static void rmsnorm_rows(float *out, const float *x, const float *w, int n_tok, int dim, float eps)
@@ -380,7 +376,7 @@ static void layer_forward(llm_ctx *c, int il, int n, int pos0)
     llm_matmul(P, k, &L->w_gate, c->xb, n, c->hb, c->mm_scratch);
     llm_matmul(P, k, &L->w_up, c->xb, n, c->hb2, c->mm_scratch);
     if (hp->ffn_act == LLM_FFN_GELU)
-        geglu(c->hb, c->hb2, (size_t)n * ff);
+        geglu(c->m->gelu_f16, c->hb, c->hb2, (size_t)n * ff);
     else if (c->simd_ops)
         llm_op_swiglu_avx2(c->hb, c->hb2, n * ff);
     else

@@ -327,6 +327,20 @@ static int reject_unsupported(const llm_model *m, llm_err *err)
     return 0;
 }
 
+/* ggml evaluates GELU (tanh approximation) on the CPU through a table indexed by the input
+ * rounded to F16 (GGML_GELU_FP16); llmap uses the same table so gemma's activations round
+ * where llama.cpp's do. 128 KiB, made once per model. */
+static uint16_t *gelu_table(void)
+{
+    uint16_t *t = llm_xmalloc(65536 * sizeof *t);
+    for (uint32_t i = 0; i < 65536; i++) {
+        const float x = llm_fp16_to_fp32((uint16_t)i);
+        const float g = 0.5f * x * (1.0f + tanhf(0.79788456080286535587989211986876f * x * (1.0f + 0.044715f * x * x)));
+        t[i] = llm_fp32_to_fp16(g);
+    }
+    return t;
+}
+
 int llm_model_load(llm_model *m, const char *path, const llm_map_opts *o, llm_err *err)
 {
     memset(m, 0, sizeof *m);
@@ -341,6 +355,8 @@ int llm_model_load(llm_model *m, const char *path, const llm_map_opts *o, llm_er
     for (uint32_t il = 0; il < m->hp.n_layer; il++)
         if (bind_layer(m, il, err))
             goto fail;
+    if (m->hp.ffn_act == LLM_FFN_GELU)
+        m->gelu_f16 = gelu_table();
     for (uint64_t i = 0; i < m->gguf.n_tensors; i++) {
         m->n_params += gguf_tensor_nelements(&m->gguf.tensors[i]);
         m->weight_bytes += m->gguf.tensors[i].size;
@@ -359,6 +375,7 @@ void llm_model_free(llm_model *m)
     for (int i = 0; i < m->n_owned; i++)
         free(m->owned[i]);
     free(m->owned);
+    free(m->gelu_f16);
     free(m->layers);
     gguf_free(&m->gguf);
     if (m->map.base || m->map.path)

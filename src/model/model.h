@@ -98,6 +98,7 @@ typedef struct llm_model {
     llm_layer *layers;     /* n_layer entries */
     uint64_t n_params;     /* elements of all tensors */
     uint64_t weight_bytes; /* bytes of all tensors (what one token reads, roughly) */
+    uint16_t *gelu_f16;    /* GELU-gated models: GELU of every F16 input, as F16 (ggml's table); else NULL */
     float **owned;         /* converted norm/bias vectors (file had them non-F32 or unaligned) */
     int n_owned;
     llm_stream *stream;    /* layer-ahead streaming when the model does not fit (NULL: plain mapping) */
