@@ -64,38 +64,91 @@ void llm_act_q8_K_avx2(const float *x, void *dst, int64_t n)
     }
 }
 
+/* Lanes 0..3 + lanes 4..7 of an i32 vector. */
+static inline __m128i fold_i32(__m256i v)
+{
+    return _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+}
+
+/* The float step of a block with a scale and a min (q2_K, q4_K, q5_K): lanes 0..3 of acc gain
+ * d * yd * s4, lanes 4..7 dmin * yd * m4 (d, dmin: the block's adjacent fp16 pair). One
+ * convert and one FMA per block; k4_finish takes the difference at the end. */
+static inline __m256 k_block_finish(__m128i s4, __m128i m4, const void *d_dmin, __m128 yd, __m256 acc)
+{
+    __m256 v = _mm256_cvtepi32_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(s4), m4, 1));
+    uint32_t dd;
+    memcpy(&dd, d_dmin, 4);
+    __m128 dm = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)), yd);
+    __m256 scale = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(dm), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+    return _mm256_fmadd_ps(scale, v, acc);
+}
+
+/* The dot from a q2_K/q4_K/q5_K accumulator: sum of lanes 0..3 minus sum of lanes 4..7. */
+static inline float k4_finish(__m256 acc)
+{
+    __m128 d = _mm_sub_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    d = _mm_add_ps(d, _mm_movehl_ps(d, d));
+    return _mm_cvtss_f32(_mm_add_ss(d, _mm_movehdup_ps(d)));
+}
+
+/* ---- q2_K ------------------------------------------------------------------------------------
+ *
+ * 84 bytes per 256 weights, so the per-block work weighs three times what it does in q6_K. The
+ * two 4-bit scales of a 32-element run (groups g, g+1) select one row of a 16 x 16 table that
+ * holds the pair as i16 multipliers (g in lanes 0..7, g+1 in lanes 8..15, as maddubs lays out
+ * the run): a madd memory operand instead of a shuffle and a widening per run. The row offsets
+ * come from the packed scale bytes by scalar arithmetic (the integer units are idle). */
+
+#define K_PAIR_ROW(a, b) {a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b}
+#define K_PAIR_A4(a, b) K_PAIR_ROW(a, b), K_PAIR_ROW(a + 1, b), K_PAIR_ROW(a + 2, b), K_PAIR_ROW(a + 3, b)
+#define K_PAIR_B(b) K_PAIR_A4(0, b), K_PAIR_A4(4, b), K_PAIR_A4(8, b), K_PAIR_A4(12, b)
+#define K_PAIR_B4(b) K_PAIR_B(b), K_PAIR_B(b + 1), K_PAIR_B(b + 2), K_PAIR_B(b + 3)
+/* Row (b << 4 | a) holds a in i16 lanes 0..7 and b in lanes 8..15. */
+static alignas(64) const int16_t K_SCALE_PAIR[256][16] = {K_PAIR_B4(0), K_PAIR_B4(4), K_PAIR_B4(8), K_PAIR_B4(12)};
+
+/* For 8 scale bytes (4-bit scale in each low nibble), byte 2p of the result is the table row
+ * of the pair (2p, 2p+1); odd bytes are garbage. */
+static inline uint64_t q2_K_pair_rows(const uint8_t sc[8])
+{
+    uint64_t u;
+    memcpy(&u, sc, 8);
+    u &= 0x0F0F0F0F0F0F0F0Full;
+    return u | (u >> 4);
+}
+
+static inline __m256i k_pair_vec(uint64_t rows, int p)
+{
+    size_t off = (size_t)((rows << 5 >> (16 * p)) & (255u << 5));
+    return _mm256_load_si256((const __m256i *)((const char *)K_SCALE_PAIR + off));
+}
+
 void llm_vec_dot_q2_K_avx2(int64_t n, float *s, const void *w, const void *act)
 {
     const block_q2_K *x = w;
     const block_q8_K *y = act;
     const __m256i m3 = _mm256_set1_epi8(3);
     __m256 acc = _mm256_setzero_ps();
-    float acc_min = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        const uint8_t *sc = x[i].scales;
+        const uint64_t rows[2] = {q2_K_pair_rows(x[i].scales), q2_K_pair_rows(x[i].scales + 8)};
         /* min term: sum_g (sc[g] >> 4) * bsums[g] */
-        __m128i scb = _mm_loadu_si128((const __m128i *)sc);
-        __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(scb, 4), _mm_set1_epi8(0xF)));
-        __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
-        int summs = hsum_epi32(_mm256_madd_epi16(mins, bs));
-
-        __m128i scales = _mm_and_si128(scb, _mm_set1_epi8(0xF));
-        __m256i sumi = _mm256_setzero_si256();
+        const __m128i scb = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(scb, 4), _mm_set1_epi8(0xF)));
+        const __m256i mt = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        __m256i sum = _mm256_setzero_si256();
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            __asm__("" : "+x"(bits)); /* one load, not one per use */
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
-                __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3);
-                __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 128 * h + 32 * j));
-                __m256i p = _mm256_maddubs_epi16(q2, q8);
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 8 * h + 2 * j), p));
+                __m256i q2 = _mm256_and_si256(j ? _mm256_srli_epi16(bits, 2 * j) : bits, m3);
+                __m256i p = _mm256_maddubs_epi16(q2, _mm256_loadu_si256((const __m256i *)(y[i].qs + 128 * h + 32 * j)));
+                sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, k_pair_vec(rows[h], j)));
             }
         }
-        float dall = y[i].d * h2f(x[i].d), dmin = y[i].d * h2f(x[i].dmin);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dall), _mm256_cvtepi32_ps(sumi), acc);
-        acc_min += dmin * (float)summs;
+        acc = k_block_finish(fold_i32(sum), fold_i32(mt), &x[i].d, _mm_set1_ps(y[i].d), acc);
     }
-    *s = hsum_ps(acc) - acc_min;
+    *s = k4_finish(acc);
 }
 
 /* The 16 signed 6-bit scales of a q3_K block (minus 32) as bytes, unpacked with word
@@ -241,14 +294,7 @@ static inline __attribute__((always_inline)) __m256 k45_block(const uint8_t *hdr
         sum = _mm256_add_epi32(sum, _mm256_add_epi32(pl, ph));
     }
     __m128i mins = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)((uint64_t)k.mn_lo | (uint64_t)k.mn_hi << 32)));
-    __m128i mt = _mm_madd_epi16(mins, sub);
-    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
-    __m256 v = _mm256_cvtepi32_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(s4), mt, 1));
-    uint32_t d_dmin;
-    memcpy(&d_dmin, hdr, 4);
-    __m128 dm = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)d_dmin)), yd);
-    __m256 scale = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(dm), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
-    return _mm256_fmadd_ps(scale, v, acc);
+    return k_block_finish(fold_i32(sum), _mm_madd_epi16(mins, sub), hdr, yd, acc);
 }
 
 static inline __attribute__((always_inline)) __m256 q4_K_block(const block_q4_K *x, const int8_t *q8, __m128i sub,
@@ -263,13 +309,6 @@ static inline __attribute__((always_inline)) __m256 q5_K_block(const block_q5_K 
     return k45_block((const uint8_t *)x, x->qs, x->qh, q8, sub, yd, acc);
 }
 
-/* The dot from a q4_K/q5_K accumulator: sum of lanes 0..3 minus sum of lanes 4..7. */
-static inline float k4_finish(__m256 acc)
-{
-    __m128 d = _mm_sub_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    d = _mm_add_ps(d, _mm_movehl_ps(d, d));
-    return _mm_cvtss_f32(_mm_add_ss(d, _mm_movehdup_ps(d)));
-}
 
 void llm_vec_dot_q4_K_avx2(int64_t n, float *s, const void *w, const void *act)
 {
