@@ -126,6 +126,7 @@ trap 'cleanup; rm -rf "$tmp"' EXIT
 
 say "model     $MODEL ($(awk -v s="$size" 'BEGIN { printf "%.0f MB", s / 1e6 }'))"
 say "limit     $LIMIT_MIB MiB memory cgroup; $NPREDICT tokens, greedy, prompt \"$PROMPT\""
+say "when      $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # The reference: resident (no limit, warm), the tokens every other run must reproduce.
 drop_cache
@@ -159,6 +160,7 @@ for _ in $(seq "$REPS"); do
         read -r first2 bw2 <<<"$(disk_bw)"
         read -r tps mib maj res <<<"$(field "$tmp/$mode.err")"
         waited=$(sed -n 's/.*compute waited \([0-9.]*\) s.*/\1/p' "$tmp/$mode.err")
+        reader=$(sed -n 's/.*(\([0-9.]* GB\/s\), reader at nice \(-*[0-9]*\); O_DIRECT in \([0-9]* of [0-9]*\) walks).*/reader \1 while reading, nice \2, O_DIRECT in \3 walks/p' "$tmp/$mode.err")
         if [ $rc -ne 0 ]; then
             say "$mode: llmap failed (rc $rc): $(tail -3 "$tmp/$mode.err")"
             fails=$((fails + 1))
@@ -172,14 +174,14 @@ for _ in $(seq "$REPS"); do
         fi
         awk -v m="$mode" -v tps="$tps" -v mib="$mib" -v maj="$maj" -v res="$res" -v bw1="$bw1" -v bw2="$bw2" \
             -v size="$size" -v lim="$LIMIT_MIB" -v ovh="$OVERHEAD_MIB" -v n="$NPREDICT" -v wall="$(echo "$t1 - $t0" | bc)" \
-            -v same="$same" -v peak="$peak" -v f1="$first1" -v f2="$first2" -v waited="${waited:-}" 'BEGIN {
+            -v same="$same" -v peak="$peak" -v f1="$first1" -v f2="$first2" -v waited="${waited:-}" -v reader="${reader:-}" -v load="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
                 bw = (bw1 + bw2) / 2
                 keep = (lim - ovh) * 1048576; from_disk = size - keep
                 bound = bw * 1e9 / from_disk; reread = bw * 1e9 / size
-                printf "%-7s %5.2f tokens/s = %.2f of bound %.2f | disk %.2f GB/s re-read (%.2f, %.2f; first reads %.2f, %.2f) | %.0f MB from disk per token at the bound; re-read-all bound %.2f | %.0f MiB read (%.0f per token), %d major faults%s, wall %.1f s, cgroup peak %.0f MiB%s | %s\n",
+                printf "%-7s %5.2f tokens/s = %.2f of bound %.2f | disk %.2f GB/s re-read (%.2f, %.2f; first reads %.2f, %.2f) | %.0f MB from disk per token at the bound; re-read-all bound %.2f | %.0f MiB read (%.0f per token), %d major faults%s, wall %.1f s, cgroup peak %.0f MiB%s | load %s | %s\n",
                     m, tps, tps / bound, bound, bw, bw1, bw2, f1, f2, from_disk / 1e6, reread, mib, mib / (n + 1), maj,
-                    (waited != "" ? sprintf(", compute waited %.1f s", waited) : ""), wall, peak / 1048576,
-                    (res > 0 ? sprintf(", %d MiB resident", res) : ""), same
+                    (waited != "" ? sprintf(", compute waited %.1f s, %s", waited, reader) : ""), wall, peak / 1048576,
+                    (res > 0 ? sprintf(", %d MiB resident", res) : ""), load, same
             }'
         cp "$tmp/$mode.err" "$MODELS/last-$mode.err" 2>/dev/null
     done

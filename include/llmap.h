@@ -44,6 +44,7 @@ typedef struct llmap_load_opts {
     bool mlock;
     int n_threads; /* <= 0: one per core */
     bool verbose;  /* progress and warnings on stderr */
+    int n_ctx;     /* context the sessions will use, for the memory plan when streaming (<= 0: default) */
 } llmap_load_opts;
 
 void llmap_load_opts_default(llmap_load_opts *o);

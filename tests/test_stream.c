@@ -4,7 +4,8 @@
  * Checked against the file's own bytes (a pattern function of the offset): every bound layer
  * holds exactly its bytes, including unaligned layer starts; resident layers are never rebound;
  * the free hands the mapping's addresses back; two threads walking the layers concurrently take
- * turns, so a buffer is never refilled under a walker that is still reading it.
+ * turns, so a buffer is never refilled under a walker that is still reading it; both read modes
+ * (page cache, O_DIRECT) deliver the same bytes, and the measured choice picks the faster one.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -82,6 +83,11 @@ static void test_walks(const char *path)
 {
     llm_map m;
     llm_err err;
+    int fd = open(path, O_RDONLY | O_DIRECT);
+    bool direct = fd >= 0;
+    if (fd >= 0)
+        close(fd);
+    setenv("LLMAP_STREAM_DIRECT", direct ? "1" : "0", 1);
     evict(path);
     CHECK_MSG(llm_map_open(&m, path, NULL, &err) == 0, "%s", err.msg);
     llm_range layers[N_LAYERS], hot;
@@ -92,6 +98,7 @@ static void test_walks(const char *path)
     CHECK_EQ_INT(llm_stream_first_streamed(s), 2);
     bound *b = calloc(1, sizeof *b);
     CHECK(llm_stream_set_binder(s, bind_cb, b, &err) == 0);
+    unsetenv("LLMAP_STREAM_DIRECT"); /* (read when the stream was made) */
     evict(path); /* (the resident part's read-ahead also cached the rest of this small file) */
     int all_ok = 1;
     for (int token = 0; token < 3; token++) {
@@ -105,14 +112,17 @@ static void test_walks(const char *path)
     CHECK_MSG(all_ok, "a streamed layer's buffer did not hold its bytes when computed");
     CHECK_EQ_INT(b->calls[0] + b->calls[1], 0); /* resident layers stay in the mapping */
     CHECK_EQ_INT(b->calls[4], 3);
-    /* streamed layers were not read into the mapping or the page cache (O_DIRECT, or a pread
-     * with the cache dropped behind it) */
-    CHECK_MSG(llm_map_resident(&m, layers[5].off, layers[5].len) < layers[5].len / 2, "streamed layer cached");
     llm_stream_stats st;
     llm_stream_get_stats(s, &st);
     CHECK_MSG(st.bytes_read >= 3ull * 5 * LAYER && st.bytes_read < 5ull * 5 * LAYER, "streamed %llu bytes",
               (unsigned long long)st.bytes_read);
     llm_stream_free(s); /* frees b: the stream owns the binder's data (ASan checks it) */
+    /* Streamed layers do not go through the mapping or stay in the page cache. Checked with
+     * O_DIRECT reads: with cached reads the kernel's read-ahead (8 MiB here, more than this
+     * file) can hold any layer at any moment until the reader's piece drops it, so a snapshot
+     * of the cache says nothing there. */
+    if (direct)
+        CHECK_MSG(llm_map_resident(&m, layers[5].off, layers[5].len) < layers[5].len / 2, "streamed layer cached");
     llm_map_close(&m);
 }
 
@@ -205,12 +215,86 @@ static void test_two_walkers(const char *path)
     llm_map_close(&m);
 }
 
+/* The read mode (src/mem/stream.c, choose_read_mode): page cache or O_DIRECT. Forced by
+ * LLMAP_STREAM_DIRECT, every walk reads that way and every layer still holds its bytes. Left to
+ * measure, walks 1-2 read cached and 3-4 direct (the trials), and from walk 5 on the mode whose
+ * trial walk took less time: here the walker itself makes one mode's walks slow, so the faster
+ * one is known. */
+static void walk_modes(const char *path, int walks, bool direct_faster, int *n_direct, int *n_walks, bool *bytes_ok,
+                       int *direct_after_trials)
+{
+    llm_map m;
+    llm_err err;
+    CHECK_MSG(llm_map_open(&m, path, NULL, &err) == 0, "%s", err.msg);
+    llm_range layers[N_LAYERS], hot;
+    setup(layers, &hot);
+    llm_stream *s = llm_stream_new(&m, layers, N_LAYERS, &hot, 1, HOT_LEN + 4 * LAYER, 1, &err);
+    CHECK(s != NULL);
+    bound *b = calloc(1, sizeof *b);
+    CHECK(llm_stream_set_binder(s, bind_cb, b, &err) == 0);
+    int seen = 0;
+    *bytes_ok = true;
+    *direct_after_trials = 0;
+    for (int w = 0; w < walks; w++) {
+        for (int il = 0; il < N_LAYERS; il++) {
+            llm_stream_layer(s, il);
+            if (il >= 2)
+                *bytes_ok &= layer_ok(b, layers, il);
+            if (il == 0) {
+                llm_stream_stats st;
+                llm_stream_get_stats(s, &st);
+                bool direct = st.walks_direct > seen; /* this walk reads with O_DIRECT */
+                seen = st.walks_direct;
+                *direct_after_trials += w >= 5 && direct;
+                usleep(direct == direct_faster ? 1000 : 100000); /* (a wide margin: a busy machine) */
+            }
+        }
+        llm_stream_layer(s, N_LAYERS);
+    }
+    llm_stream_stats st;
+    llm_stream_get_stats(s, &st);
+    *n_direct = st.walks_direct;
+    *n_walks = st.walks;
+    llm_stream_free(s);
+    llm_map_close(&m);
+}
+
+static void test_read_modes(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECT);
+    if (fd < 0) {
+        SKIP("O_DIRECT not supported for %s: read modes not tested", path);
+        return;
+    }
+    close(fd);
+    int nd, nw, after;
+    bool ok;
+    setenv("LLMAP_STREAM_DIRECT", "1", 1);
+    walk_modes(path, 4, true, &nd, &nw, &ok, &after);
+    CHECK_MSG(ok, "O_DIRECT forced: a layer's buffer did not hold its bytes");
+    CHECK_EQ_INT(nw, 4);
+    CHECK_EQ_INT(nd, 4);
+    setenv("LLMAP_STREAM_DIRECT", "0", 1);
+    walk_modes(path, 4, true, &nd, &nw, &ok, &after);
+    CHECK_MSG(ok, "page cache forced: a layer's buffer did not hold its bytes");
+    CHECK_EQ_INT(nd, 0);
+    unsetenv("LLMAP_STREAM_DIRECT");
+    walk_modes(path, 9, true, &nd, &nw, &ok, &after);
+    CHECK_MSG(ok, "measured mode: a layer's buffer did not hold its bytes");
+    CHECK_EQ_INT(after, 4); /* walks 5-8 direct: its trial was faster */
+    CHECK_EQ_INT(nd, 2 + 4);
+    walk_modes(path, 9, false, &nd, &nw, &ok, &after);
+    CHECK_EQ_INT(after, 0); /* the cached trial was faster */
+    CHECK_EQ_INT(nd, 2);
+}
+
 int main(void)
 {
     char *path = make_file();
     test_walks(path);
     test_free_rebinds(path);
     test_two_walkers(path);
+    test_read_modes(path);
     unlink(path);
     TEST_END("stream");
 }

@@ -699,6 +699,7 @@ int cmd_run(int argc, char **argv)
     char err[1024];
     llmap_model *m = NULL;
     llmap_session *s = NULL;
+    o.load.n_ctx = o.sess.n_ctx; /* (the streaming plan leaves room for this context's KV cache) */
     if (llmap_model_load(path, &o.load, &m, err, sizeof err)) {
         fprintf(stderr, "llmap run: cannot load %s: %s\n", path, err);
         rc = 1;

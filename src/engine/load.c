@@ -47,15 +47,24 @@ static char *model_name(const gguf_file *f, const char *path)
     return llm_xstrdup(slash ? slash + 1 : path);
 }
 
+/* Page cache the streaming reader has in flight besides its buffers: the piece being read and
+ * the kernel's read-ahead beyond it (read_ahead_kb is 8 MiB here), both charged to a memory
+ * cgroup until dropped behind the copy. Left out of the weights' budget so that the resident
+ * layers never have to compete with the reader's pages. */
+#define STREAM_CACHE_BYTES (24ull << 20)
+
 /* Memory the weights may occupy: what this process may use minus everything else fit predicts
- * (KV cache, compute, vocabulary, process). LLMAP_STREAM_BUDGET (MiB) overrides it, for tests and
+ * for the context the sessions will use (KV cache, compute, vocabulary, process) and the
+ * reader's page cache. Not total - weight_bytes: the total counts only the mapped part of the
+ * file (an untied embedding table is read a row per token), so that difference would give the
+ * embedding table's bytes to the layers. LLMAP_STREAM_BUDGET (MiB) overrides it, for tests and
  * benchmarks that emulate a smaller machine without a cgroup. */
 static uint64_t weight_budget(const llm_fit *r)
 {
     const char *env = getenv("LLMAP_STREAM_BUDGET");
     if (env && atoll(env) > 0)
         return (uint64_t)atoll(env) << 20;
-    uint64_t other = r->total_bytes - r->weight_bytes;
+    uint64_t other = r->kv_bytes + r->compute_bytes + r->vocab_bytes + r->base_bytes + STREAM_CACHE_BYTES;
     return r->usable_bytes > other ? r->usable_bytes - other : 0;
 }
 
@@ -68,8 +77,9 @@ static int choose_streaming(llmap_model *mm, const llmap_load_opts *opts, llm_er
     llm_sysmem_get(&sm);
     llm_machine here = {.id = "this", .usable_bytes = llm_sysmem_usable(&sm), .disk_bytes_s = 1e9,
                         .bw_bytes_s = 1e10, .efficiency = 0.8};
+    llm_fit_opts fo = {.n_ctx = opts->n_ctx, .n_threads = opts->n_threads};
     llm_fit r;
-    if (llm_fit_estimate(&mm->m.gguf, NULL, &here, &r, e))
+    if (llm_fit_estimate(&mm->m.gguf, &fo, &here, &r, e))
         return -1;
     const char *budget_env = getenv("LLMAP_STREAM_BUDGET");
     bool forced = opts->mode == LLMAP_LOAD_STREAM || (budget_env && *budget_env);
@@ -80,13 +90,14 @@ static int choose_streaming(llmap_model *mm, const llmap_load_opts *opts, llm_er
                     mm->m.map.path, r.total_bytes / 1048576.0, r.usable_bytes / 1048576.0);
         return 0;
     }
-    if (llm_model_stream(&mm->m, weight_budget(&r), e))
+    uint64_t budget = weight_budget(&r);
+    if (llm_model_stream(&mm->m, budget, e))
         return -1;
     if (opts->verbose || !forced)
-        fprintf(stderr, "llmap: streaming %s: %.0f MiB resident (%d of %u layers + embeddings), the rest read "
-                        "ahead from disk each token\n",
+        fprintf(stderr, "llmap: streaming %s: %.0f MiB resident (%d of %u layers + embeddings; budget %.0f MiB), "
+                        "the rest read ahead from disk each token\n",
                 mm->m.map.path, llm_stream_resident_bytes(mm->m.stream) / 1048576.0,
-                llm_stream_first_streamed(mm->m.stream), mm->m.hp.n_layer);
+                llm_stream_first_streamed(mm->m.stream), mm->m.hp.n_layer, budget / 1048576.0);
     return 0;
 }
 
@@ -182,8 +193,12 @@ void llmap_model_free(llmap_model *m)
     if (m->opts.verbose && m->m.stream) { /* what streaming cost, for tuning and the memory benchmark */
         llm_stream_stats st;
         llm_stream_get_stats(m->m.stream, &st);
-        fprintf(stderr, "llmap: streamed %.1f MiB from disk; compute waited %.3f s for it; resident part %s\n",
-                st.bytes_read / 1048576.0, st.wait_seconds, st.locked ? "locked" : "not locked");
+        fprintf(stderr,
+                "llmap: streamed %.1f MiB from disk in %.3f s of reading (%.2f GB/s, reader at nice %d; O_DIRECT "
+                "in %d of %d walks); compute waited %.3f s for it; resident part %s\n",
+                st.bytes_read / 1048576.0, st.read_seconds,
+                st.read_seconds > 0 ? st.bytes_read / st.read_seconds / 1e9 : 0.0, st.reader_nice, st.walks_direct,
+                st.walks, st.wait_seconds, st.locked ? "locked" : "not locked");
     }
     llm_vocab_free(m->vocab);
     llm_model_free(&m->m);

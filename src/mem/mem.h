@@ -119,6 +119,9 @@ uint64_t llm_stream_resident_bytes(const llm_stream *s);
 typedef struct llm_stream_stats {
     uint64_t bytes_read;  /* streamed bytes read so far */
     double wait_seconds;  /* compute time spent waiting for a streamed layer to arrive */
+    double read_seconds;  /* time the reader spent inside reads (bytes_read / this: its bandwidth) */
+    int reader_nice;      /* the reader thread's nice value (< 0: raised above compute) */
+    int walks, walks_direct; /* buffer mode: walks (tokens) so far, and how many read with O_DIRECT */
     bool locked;          /* the resident part is locked in RAM */
 } llm_stream_stats;
 void llm_stream_get_stats(llm_stream *s, llm_stream_stats *st);

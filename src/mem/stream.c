@@ -30,8 +30,16 @@
  * depth, and each piece is dropped from the page cache behind the copy. In a 600 MiB cgroup
  * with the 1.1B Q8_0 model this ran at 3.5-4.6 tokens/s against 1.7-2.1 for O_DIRECT into the
  * buffers and 0.9-1.1 for two readers interleaving pieces (which defeats read-ahead), same
- * runs. These calls live here, not in platform.c, with populate.c's madvise: they are this
- * file's whole OS dependence (open/pread/close).
+ * runs, on a quiet machine. On a busy one the copy out of the page cache competes with compute
+ * for the CPU and O_DIRECT (two readers: no read-ahead to defeat) wins by about 2x, so the mode
+ * is measured per cycle of tokens (choose_read_mode). The reader runs at a raised priority when
+ * allowed (raise_priority): it needs little CPU, but needs it at once. These calls live here,
+ * not in platform.c, with populate.c's madvise: they are this file's whole OS dependence
+ * (open/pread/close/setpriority).
+ *
+ * The reader never waits for compute while a buffer is free: at the end of a walk the first
+ * streamed layers of the next one are queued at once, so they are read during the output
+ * projection, sampling and the resident layers.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +47,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 
 #include "mem/mem.h"
 #include "mem/platform.h"
@@ -75,7 +85,15 @@ struct llm_stream {
     int *layer_slot;      /* per layer: its slot, -1 none */
     uint64_t max_layer;
     int read_fd;          /* buffer mode: the file opened again, for one sequential stream */
-    int active_readers;   /* readers taking work (buffer mode: one); the others only wait */
+    int direct_fd;        /* buffer mode: the file opened with O_DIRECT, -1 when refused */
+    bool direct;          /* the read mode now: direct_fd with N_READERS readers, else read_fd */
+    int active_readers;   /* readers taking work (mapping mode: all); the others only wait */
+    /* buffer mode: which read mode is faster, measured on this machine now (choose_read_mode) */
+    int n_walks;          /* walks begun */
+    double walk_t0;       /* when the current walk began */
+    bool walk_direct;     /* the read mode during the current walk */
+    double trial_s[2];    /* seconds of the measured trial walk, per mode (cached, direct) */
+    int walks_direct;     /* walks read in direct mode (for --verbose) */
     int next_reader_id;
     bool walking;         /* a forward pass is between layer 0 and its end call */
     pthread_t walker;
@@ -83,6 +101,10 @@ struct llm_stream {
     /* counters for --verbose and the benchmark */
     uint64_t bytes_read;
     double wait_seconds;  /* compute waiting for a layer to arrive */
+    double read_seconds;  /* readers inside a read (the disk busy on our behalf) */
+    int reader_nice;      /* the reader's priority: READER_NICE when raising it was allowed */
+    bool may_raise;       /* LLMAP_STREAM_NICE=0 was not set */
+    int fixed_mode;       /* LLMAP_STREAM_DIRECT: 0 page cache, 1 O_DIRECT, -1 unset: measured */
 };
 
 #define PAGE 4096u /* slot offset alignment: a layer keeps its file offset modulo a page */
@@ -90,10 +112,10 @@ struct llm_stream {
 /* Buffer mode: one piece of the file into a slot, then out of the page cache (the copy is what
  * compute uses). A short read (file shrank) leaves zeros, as the mapping's SIGBUS guard does;
  * llm_map_check reports the shrunken file. */
-static void read_piece(llm_stream *s, uint8_t *dst, uint64_t off, uint64_t len)
+static void read_piece(llm_stream *s, uint8_t *dst, uint64_t off, uint64_t len, bool direct)
 {
     const llm_map *m = s->map;
-    int fd = s->read_fd >= 0 ? s->read_fd : m->fd;
+    int fd = direct ? s->direct_fd : s->read_fd >= 0 ? s->read_fd : m->fd;
     uint64_t done = 0;
     while (done < len) {
         ssize_t n = pread(fd, dst + done, (size_t)(len - done), (off_t)(off + done));
@@ -105,7 +127,8 @@ static void read_piece(llm_stream *s, uint8_t *dst, uint64_t off, uint64_t len)
         }
         done += (uint64_t)n;
     }
-    llm_map_drop_cache(m, off, len);
+    if (!direct)
+        llm_map_drop_cache(m, off, len);
 }
 
 /* The bytes a reader fetches for layer il: in buffer mode the layer's range rounded out to
@@ -119,9 +142,32 @@ static llm_range fetch_span(const llm_stream *s, int il)
     return (llm_range){lo, hi - lo};
 }
 
+/* The reader sleeps on the disk most of the time and needs the CPU only briefly between reads
+ * (the copy out of the page cache, the drop behind it). At an equal share on a busy machine it
+ * stays runnable for milliseconds after each read while the disk idles: strace at load 7 showed
+ * gaps of 3-10 ms between 8 MiB reads that take 2-5 ms. A higher priority lets it in at once,
+ * and costs compute little because it uses little. Needs CAP_SYS_NICE or RLIMIT_NICE; without
+ * them it stays at the default. LLMAP_STREAM_NICE=0 leaves it, to compare. Linux: a thread's
+ * nice value is set through its thread id. */
+#define READER_NICE (-10)
+
+static bool raise_priority(const llm_stream *s)
+{
+#ifdef __linux__
+    return s->may_raise && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), READER_NICE) == 0;
+#else
+    (void)s;
+    return false;
+#endif
+}
+
 static void *reader_main(void *arg)
 {
     llm_stream *s = arg;
+    bool boosted = raise_priority(s);
+    pthread_mutex_lock(&s->lock);
+    s->reader_nice = boosted ? READER_NICE : 0;
+    pthread_mutex_unlock(&s->lock);
     pthread_mutex_lock(&s->lock);
     int id = s->next_reader_id++;
     for (;;) {
@@ -140,12 +186,16 @@ static void *reader_main(void *arg)
         s->state[il] = LOADING;
         s->pending[il]++;
         uint8_t *dst = s->slot ? s->slot[s->layer_slot[il]] + (off - r.off) : NULL;
+        bool direct = s->direct;
         pthread_mutex_unlock(&s->lock);
+        double t0 = llm_now();
         if (dst)
-            read_piece(s, dst, off, len);
+            read_piece(s, dst, off, len, direct);
         else
             llm_map_populate_range(s->map, off, len, 1);
+        double dt = llm_now() - t0;
         pthread_mutex_lock(&s->lock);
+        s->read_seconds += dt;
         s->bytes_read += len;
         if (--s->pending[il] == 0 && s->handed[il] >= r.len) {
             s->state[il] = LOADED;
@@ -225,6 +275,11 @@ llm_stream *llm_stream_new(const llm_map *m, const llm_range *layers, int n_laye
     llm_stream *s = llm_xcalloc(1, sizeof *s);
     s->map = m;
     s->read_fd = -1;
+    s->direct_fd = -1;
+    const char *env = getenv("LLMAP_STREAM_NICE"); /* (read once, before any thread starts) */
+    s->may_raise = !(env && *env && atoi(env) == 0);
+    env = getenv("LLMAP_STREAM_DIRECT");
+    s->fixed_mode = env && *env ? atoi(env) != 0 : -1;
     s->n_layers = n_layers;
     s->lookahead = lookahead > 0 ? lookahead : 2;
     s->layers = llm_xmalloc(sizeof *s->layers * (size_t)(n_layers ? n_layers : 1));
@@ -296,13 +351,19 @@ void llm_stream_free(llm_stream *s)
         pthread_cond_destroy(&s->done_cond);
     }
     if (s->slot) {
-        for (int il = s->first_streamed; il < s->n_layers; il++) /* weights back to the mapping */
+        for (int il = s->first_streamed; il < s->n_layers; il++) { /* weights back to the mapping */
             s->bind(s->bind_user, il, s->map->base + s->layers[il].off);
+            /* and out of the page cache what the kernel read ahead past the last piece read */
+            llm_range r = inner_pages(s->layers[il]);
+            llm_map_drop_cache(s->map, r.off, r.len);
+        }
         for (int k = 0; k < s->n_slots; k++)
             plat_unmap(s->slot[k], s->max_layer + 2 * PAGE);
         pthread_cond_destroy(&s->walk_cond);
         if (s->read_fd >= 0)
             close(s->read_fd);
+        if (s->direct_fd >= 0)
+            close(s->direct_fd);
     }
     free(s->slot);
     free(s->slot_layer);
@@ -337,8 +398,11 @@ int llm_stream_set_binder(llm_stream *s, llm_stream_bind_fn bind, void *user, ll
         memset(slot[k], 0, s->max_layer + 2 * PAGE); /* mapped once, for good */
     }
     s->read_fd = open(s->map->path, O_RDONLY | O_CLOEXEC); /* -1: share the map's descriptor */
+    if (s->fixed_mode != 0)
+        s->direct_fd = open(s->map->path, O_RDONLY | O_CLOEXEC | O_DIRECT); /* -1: not supported here */
     pthread_mutex_lock(&s->lock);
-    s->active_readers = 1;
+    s->direct = s->fixed_mode == 1 && s->direct_fd >= 0;
+    s->active_readers = s->direct ? N_READERS : 1;
     s->slot_layer = llm_xmalloc(sizeof *s->slot_layer * (size_t)n);
     s->layer_slot = llm_xmalloc(sizeof *s->layer_slot * (size_t)s->n_layers);
     for (int k = 0; k < n; k++)
@@ -361,6 +425,10 @@ void llm_stream_get_stats(llm_stream *s, llm_stream_stats *st)
     pthread_mutex_lock(&s->lock);
     st->bytes_read = s->bytes_read;
     st->wait_seconds = s->wait_seconds;
+    st->read_seconds = s->read_seconds;
+    st->reader_nice = s->reader_nice;
+    st->walks = s->n_walks;
+    st->walks_direct = s->walks_direct;
     st->locked = s->locked;
     pthread_mutex_unlock(&s->lock);
 }
@@ -395,6 +463,40 @@ static void walk_begin(llm_stream *s)
     s->walker = self;
 }
 
+/* Buffer mode reads either through the page cache (one reader, plain pread, dropped behind) or
+ * around it (O_DIRECT, two readers taking pieces in turn: no read-ahead to lose, so two requests
+ * in flight). Which is faster depends on the moment, so it is measured rather than assumed. On
+ * this machine kind's virtual disk the cached path reads faster (2-4 GB/s against 1-1.3 for
+ * O_DIRECT) but copies every byte out of the page cache: on a busy machine that copy competes
+ * with compute for the CPU (perf: a third of the process's CPU time in _copy_to_iter at load
+ * 8-12), and O_DIRECT, which the host writes straight into the buffers, ran at twice the tokens/s.
+ *
+ * So the walks (tokens) are timed from one walk's start to the next's, in cycles of TRIAL_CYCLE
+ * walks: two walks cached, two direct, and the rest in the mode whose second trial walk was
+ * faster (the first one of each pair carries the read-ahead made in the other mode). Walk 0 (the
+ * prompt, a batch) is not a trial. At most two walks in a cycle run in the slower mode.
+ * LLMAP_STREAM_DIRECT=0 or 1 fixes the mode. Lock held, at the start of a walk. */
+#define TRIAL_CYCLE 32
+
+static void choose_read_mode(llm_stream *s)
+{
+    double now = llm_now();
+    int w = s->n_walks++, pos = w > 0 ? (w - 1) % TRIAL_CYCLE : -1; /* this walk's place in its cycle */
+    if (pos == 2 || pos == 4) /* the walk that just ended was a measured trial (cycle place 1 or 3) */
+        s->trial_s[s->walk_direct] = now - s->walk_t0;
+    if (s->fixed_mode < 0 && s->direct_fd >= 0 && pos >= 0) {
+        bool direct = pos < 2 ? false : pos < 4 ? true : s->trial_s[1] < s->trial_s[0];
+        if (direct != s->direct) {
+            s->direct = direct;
+            s->active_readers = direct ? N_READERS : 1;
+            pthread_cond_broadcast(&s->cond); /* the second reader joins or leaves */
+        }
+    }
+    s->walk_t0 = now;
+    s->walk_direct = s->direct;
+    s->walks_direct += s->direct;
+}
+
 /* Called before layer il is computed (il == n_layers: after the last one, the walk is over):
  * release the streamed layer behind, queue the layers ahead (wrapping to the first streamed
  * layer: the next token starts over) so the readers never idle, and wait until layer il itself
@@ -406,16 +508,21 @@ void llm_stream_layer(llm_stream *s, int il)
         return;
     int n_streamed = s->n_layers - s->first_streamed;
     pthread_mutex_lock(&s->lock);
-    if (s->slot && il == 0)
+    if (s->slot && il == 0) {
         walk_begin(s);
+        choose_read_mode(s);
+    }
     release(s, il - 1 < 0 ? s->n_layers - 1 : il - 1);
     if (il == s->n_layers) {
         if (s->slot && s->walking && pthread_equal(s->walker, pthread_self())) {
             s->walking = false;
             pthread_cond_broadcast(&s->walk_cond);
         }
-        /* the next walk starts with the first streamed layer: keep the readers busy meanwhile */
-        request(s, s->first_streamed);
+        /* The next walk starts with the first streamed layers: queue as many as buffers allow
+         * now, so the reader works through the output projection, sampling and the resident
+         * layers instead of idling until the next walk's first call. */
+        for (int k = 0; k <= s->lookahead && k < n_streamed; k++)
+            request(s, s->first_streamed + k);
         pthread_mutex_unlock(&s->lock);
         return;
     }
