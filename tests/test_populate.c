@@ -2,7 +2,9 @@
  * Cold load tests (src/mem/populate.c): a mapping of an evicted file is detected as cold and
  * read in completely — every page resident (mincore), with the file's bytes — while a warm one
  * is left alone; a half-warm file is completed; a sub-range populates that range (two readers
- * or one); --no-mmap copies are never touched.
+ * or one); --no-mmap copies are never touched. The same read-in on a helper thread
+ * (llm_map_populate_start): complete after the join, a skipped range left out, stoppable; and
+ * llm_mem_commit makes an anonymous buffer's pages present without changing its bytes.
  *
  * Eviction is posix_fadvise(DONTNEED) on a file only this test maps; if the kernel keeps the
  * pages anyway (some filesystems), the cold checks skip loudly rather than pass vacuously.
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -149,6 +152,111 @@ static void test_read_mode(const char *path)
     llm_map_close(&m);
 }
 
+/* The read-in on a helper thread: the verdict comes at once, and after the join every page is
+ * resident with the file's bytes; a warm file starts no thread. */
+static void test_background(const char *path)
+{
+    llm_map m;
+    if (!open_cold(path, &m))
+        return;
+    llm_populate_report rep;
+    llm_populate *p = llm_map_populate_start(&m, NULL, &rep);
+    CHECK(p != NULL);
+    CHECK(rep.cold);
+    CHECK_MSG(rep.resident_before < 0.05, "resident before: %.2f", rep.resident_before);
+    CHECK_EQ_INT(rep.wanted, FILE_SIZE);
+    llm_populate_finish(p, false, &rep);
+    CHECK_EQ_INT(rep.bytes, FILE_SIZE);
+    CHECK(rep.seconds > 0);
+    CHECK_EQ_INT(llm_map_resident(&m, 0, m.size), FILE_SIZE);
+    int same = 1;
+    for (uint64_t i = 0; i < m.size; i += 4096)
+        same &= m.base[i] == pattern(i);
+    CHECK_MSG(same, "bytes read through the mapping differ from the file");
+
+    CHECK(llm_map_populate_start(&m, NULL, &rep) == NULL); /* warm now */
+    CHECK(!rep.cold && rep.bytes == 0);
+    llm_populate_finish(NULL, true, NULL); /* no-op */
+    llm_map_close(&m);
+}
+
+/* A skipped range is neither read nor counted; stopping at once ends the reader early. */
+static void test_background_skip_and_stop(const char *path)
+{
+    llm_map m;
+    if (!open_cold(path, &m))
+        return;
+    llm_range skip = {(4u << 20) + 4096, 28u << 20}; /* page aligned, so residency is exact */
+    llm_populate_report rep;
+    llm_populate *p = llm_map_populate_start(&m, &skip, &rep);
+    CHECK(p != NULL);
+    CHECK_EQ_INT(rep.wanted, FILE_SIZE - skip.len);
+    llm_populate_finish(p, false, &rep);
+    CHECK_EQ_INT(rep.bytes, FILE_SIZE - skip.len);
+    CHECK_EQ_INT(llm_map_resident(&m, 0, skip.off), skip.off);
+    uint64_t tail = skip.off + skip.len;
+    CHECK_EQ_INT(llm_map_resident(&m, tail, m.size - tail), m.size - tail);
+    /* The kernel's read-ahead runs on past the skip's start (up to 2 windows of read_ahead_kb,
+     * 8 MiB here: 11 MiB seen), but a reader that did not skip would leave all of it resident. */
+    uint64_t in_skip = llm_map_resident(&m, skip.off, skip.len);
+    CHECK_MSG(in_skip < skip.len, "all %llu skipped bytes were read", (unsigned long long)skip.len);
+    llm_map_close(&m);
+
+    /* Stopped right after the start, the reader ends after the read in progress (8 MiB of the
+     * 40): short of the file. A descheduled test thread could let it finish first, so up to
+     * three tries. */
+    bool stopped_early = false;
+    for (int t = 0; t < 3 && !stopped_early; t++) {
+        if (!open_cold(path, &m))
+            return;
+        p = llm_map_populate_start(&m, NULL, &rep);
+        CHECK(p != NULL);
+        llm_populate_finish(p, true, &rep);
+        CHECK_EQ_INT(rep.wanted, FILE_SIZE);
+        stopped_early = rep.bytes < rep.wanted;
+        llm_map_close(&m);
+    }
+    CHECK_MSG(stopped_early, "a stopped reader read the whole file, three times");
+}
+
+/* llm_mem_commit: every page of the buffer present afterwards (mincore on the anonymous pages,
+ * none present before), contents kept, odd sizes and offsets (partial pages at both ends). */
+static void test_commit(void)
+{
+    const size_t ps = 4096, n = (8u << 20) + 123;
+    uint8_t *raw = mmap(NULL, n + 2 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(raw != MAP_FAILED);
+    if (raw == MAP_FAILED)
+        return;
+    size_t pages = (n + 2 * ps + ps - 1) / ps;
+    unsigned char *vec = calloc(pages, 1);
+    CHECK(mincore(raw, n + 2 * ps, vec) == 0);
+    size_t present = 0;
+    for (size_t i = 0; i < pages; i++)
+        present += vec[i] & 1;
+    CHECK_EQ_INT(present, 0);
+
+    uint8_t *buf = raw + 100; /* not page aligned: a partial page at each end */
+    buf[0] = 0x5a;
+    buf[n - 1] = 0xa5;
+    CHECK_EQ_INT(llm_mem_commit(buf, n), 0);
+    CHECK(mincore(raw, n + 2 * ps, vec) == 0);
+    size_t first = 0, last = (100 + n - 1) / ps; /* pages the buffer spans */
+    present = 0;
+    for (size_t i = first; i <= last; i++)
+        present += vec[i] & 1;
+    CHECK_EQ_INT(present, last - first + 1);
+    int zero = 1;
+    for (size_t i = 1; i + 1 < n; i += 997)
+        zero &= buf[i] == 0;
+    CHECK_MSG(zero && buf[0] == 0x5a && buf[n - 1] == 0xa5, "contents changed by the commit");
+    CHECK_EQ_INT(llm_mem_commit(buf, 0), 0);
+    CHECK_EQ_INT(llm_mem_commit(buf + 5, 10), 0); /* inside one page */
+    CHECK_EQ_INT(llm_mem_commit(NULL, 0), 0);
+    free(vec);
+    munmap(raw, n + 2 * ps);
+}
+
 int main(void)
 {
     char *path = make_file(FILE_SIZE);
@@ -156,6 +264,9 @@ int main(void)
     test_half_warm(path);
     test_range(path);
     test_read_mode(path);
+    test_background(path);
+    test_background_skip_and_stop(path);
+    test_commit();
     unlink(path);
     TEST_END("populate");
 }

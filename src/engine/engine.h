@@ -27,6 +27,7 @@ struct llmap_model {
     char *bos_text, *eos_text; /* texts of the BOS/EOS tokens for the template ("" when none) */
     llmap_load_opts opts;
     double load_seconds;
+    llm_populate *populate; /* cold load: the file read in behind loading (load.c), NULL when none */
 };
 
 struct llmap_session {

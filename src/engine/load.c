@@ -101,11 +101,12 @@ static int choose_streaming(llmap_model *mm, const llmap_load_opts *opts, llm_er
     return 0;
 }
 
-/* Cold load at disk speed (src/mem/populate.c): a resident mapping whose file is not in the
- * page cache is read in now by large parallel sequential reads, rather than by demand faults
- * during the first token. Not when streaming (it reads its own way), not after mlock (which
- * faulted everything in already), and not when the file would not fit in the memory this
- * process may use (it would only evict itself). LLMAP_NO_POPULATE=1 turns it off, to measure. */
+/* Cold load at disk speed (src/mem/populate.c): when the file of a resident mapping is not in
+ * the page cache, a helper thread reads it through in order while loading goes on and the first
+ * prompt computes behind it (an up-front read made the first token wait for the whole file).
+ * Not when streaming (it reads its own way), not after mlock (which faulted everything in
+ * already), and not when the file would not fit in the memory this process may use (it would
+ * only evict itself). LLMAP_NO_POPULATE=1 turns it off, to measure. */
 static void populate_if_cold(llmap_model *mm, const llmap_load_opts *opts)
 {
     const llm_map *map = &mm->m.map;
@@ -120,11 +121,29 @@ static void populate_if_cold(llmap_model *mm, const llmap_load_opts *opts)
     if (!mm->m.tied_output)
         embd = (llm_range){(uint64_t)((const uint8_t *)mm->m.token_embd.data - map->base),
                            llm_row_size(mm->m.token_embd.type, mm->m.hp.n_embd) * mm->m.hp.n_vocab};
-    llm_map_populate_except(map, &embd, true, &rep);
-    if (opts->verbose && rep.cold)
+    mm->populate = llm_map_populate_start(map, &embd, &rep);
+    if (opts->verbose && mm->populate)
+        fprintf(stderr, "llmap: cold page cache (%.0f%% resident): reading %.1f MiB in the background\n",
+                rep.resident_before * 100, rep.wanted / 1048576.0);
+    else if (opts->verbose && rep.cold) /* no thread: read in already */
         fprintf(stderr, "llmap: cold page cache (%.0f%% resident): read %.1f MiB in %.3f s, %.2f GB/s\n",
                 rep.resident_before * 100, rep.bytes / 1048576.0, rep.seconds,
                 rep.seconds > 0 ? rep.bytes / rep.seconds / 1e9 : 0.0);
+}
+
+/* Ends the background read-in before the mapping goes: a model closed first stops it. */
+static void populate_end(llmap_model *mm)
+{
+    if (!mm->populate)
+        return;
+    llm_populate_report rep;
+    llm_populate_finish(mm->populate, true, &rep);
+    mm->populate = NULL;
+    if (mm->opts.verbose)
+        fprintf(stderr, "llmap: cold page cache: read %.1f of %.1f MiB in %.3f s in the background, %.2f GB/s%s\n",
+                rep.bytes / 1048576.0, rep.wanted / 1048576.0, rep.seconds,
+                rep.seconds > 0 ? rep.bytes / rep.seconds / 1e9 : 0.0,
+                rep.bytes < rep.wanted ? " (stopped: the model was closed first)" : "");
 }
 
 int llmap_model_load(const char *path, const llmap_load_opts *opts, llmap_model **out, char *err, size_t errlen)
@@ -200,6 +219,7 @@ void llmap_model_free(llmap_model *m)
                 st.read_seconds > 0 ? st.bytes_read / st.read_seconds / 1e9 : 0.0, st.reader_nice, st.walks_direct,
                 st.walks, st.wait_seconds, st.locked ? "locked" : "not locked");
     }
+    populate_end(m);
     llm_vocab_free(m->vocab);
     llm_model_free(&m->m);
     free(m->chat_template);

@@ -70,7 +70,8 @@ void llm_map_drop_cache(const llm_map *m, uint64_t off, uint64_t len);
 typedef struct llm_populate_report {
     double resident_before; /* share of a page sample that was in RAM before */
     bool cold;              /* below the warm threshold: the file was read in */
-    uint64_t bytes;
+    uint64_t bytes;         /* read so far (less than `wanted` when stopped early) */
+    uint64_t wanted;        /* bytes the read-in was to read: the file less the skipped range */
     double seconds;
 } llm_populate_report;
 
@@ -84,6 +85,17 @@ struct llm_range;
 /* The same, leaving out one range that is read sparsely (an untied embedding table: a row per
  * token), so it neither costs disk time now nor comes in as large folios later. skip may be NULL. */
 int llm_map_populate_except(const llm_map *m, const struct llm_range *skip, bool progress, llm_populate_report *rep);
+/* The same read-in on a helper thread, so that it overlaps what follows loading (vocabulary,
+ * context, the first prompt): compute walks the weights in file order behind the reader and
+ * finds them cached, where an up-front read-in made the first token wait for the whole file.
+ * rep gets the cold/warm verdict at once. NULL when there is nothing to read (warm, READ mode),
+ * or when no thread could be started (then the file was read in on this one, rep complete).
+ * The map must stay open until llm_populate_finish. */
+typedef struct llm_populate llm_populate;
+llm_populate *llm_map_populate_start(const llm_map *m, const struct llm_range *skip, llm_populate_report *rep);
+/* Waits for the read-in to end — with `stop`, after the read in progress: a model closed before
+ * its file was read in need not wait for the rest — and fills rep (may be NULL). NULL p: no-op. */
+void llm_populate_finish(llm_populate *p, bool stop, llm_populate_report *rep);
 /* Reads [off, off+len) into the page cache and maps it now, in large pieces, with up to
  * `threads` readers (1: on the calling thread). Used by streaming for its prefetches. */
 void llm_map_populate_range(const llm_map *m, uint64_t off, uint64_t len, int threads);
@@ -199,5 +211,15 @@ double llm_mem_bandwidth(size_t bytes, const llm_runner *r, int reps);
  * multiple of 128 and p is 32-byte aligned. */
 uint64_t llm_mem_sum_scalar(const void *p, size_t n);
 uint64_t llm_mem_sum_avx2(const void *p, size_t n);
+
+/* ---- committed memory (populate.c) --------------------------------------------------------- */
+
+/* Makes the pages of a private buffer present now (an out-of-memory shows here, and RSS counts
+ * them) without trapping once per page: one MADV_POPULATE_WRITE where the kernel has it (5.14+),
+ * else a write to each page. Under shadow paging (this VM kind) a trapped first touch costs
+ * 15-30 us per page, so a buffer committed this way pays that only for the pages later used:
+ * a 4096-token KV cache of which a short chat uses a few rows. Contents are kept.
+ * 0, or -1 when the memory is not there. */
+int llm_mem_commit(void *p, size_t n);
 
 #endif

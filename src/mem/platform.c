@@ -296,3 +296,41 @@ void plat_install_bus_handler(void (*on_fault)(void *addr, int *handled))
     sigemptyset(&sa.sa_mask);
     sigaction(SIGBUS, &sa, NULL);
 }
+
+/* ---- committing anonymous memory (llm_mem_commit) ------------------------------------------- */
+
+#if defined(__linux__) && !defined(MADV_POPULATE_WRITE)
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 uapi value, for older headers */
+#endif
+
+/* Writes each page's first byte back to itself: commits the page on any system, keeps the data. */
+static void touch_pages_rw(volatile uint8_t *p, size_t n, uint64_t ps)
+{
+    for (size_t i = 0; i < n; i += ps)
+        p[i] = p[i];
+    if (n)
+        p[n - 1] = p[n - 1];
+}
+
+int plat_commit(void *p, size_t n)
+{
+    uint64_t ps = plat_page_size();
+    uintptr_t a = (uintptr_t)p, lo = (a + ps - 1) / ps * ps, hi = (a + n) / ps * ps;
+    if (!p || n == 0)
+        return 0;
+    if (hi <= lo) { /* no whole page inside: nothing worth a system call */
+        touch_pages_rw(p, n, ps);
+        return 0;
+    }
+    /* The partial pages at either end may be shared with other allocations: touched, not advised. */
+    touch_pages_rw(p, lo - a, ps);
+    touch_pages_rw((uint8_t *)hi, a + n - hi, ps);
+#ifdef MADV_POPULATE_WRITE
+    if (madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) == 0)
+        return 0;
+    if (errno == ENOMEM || errno == EFAULT)
+        return -1; /* the whole range is ours and mapped: the kernel ran out of memory */
+#endif
+    touch_pages_rw((uint8_t *)lo, hi - lo, ps); /* EINVAL: a kernel before 5.14 */
+    return 0;
+}

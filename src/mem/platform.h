@@ -33,4 +33,8 @@ void plat_sysmem(llm_sysmem *s);
 /* Installs the SIGBUS/SIGSEGV-on-mapping handler once; handler calls back into map.c. */
 void plat_install_bus_handler(void (*on_fault)(void *addr, int *handled));
 
+/* Makes [p, p+n) of private writable memory present now, in one call where the kernel can
+ * (MADV_POPULATE_WRITE), keeping its contents. 0, or -1 when memory ran out (errno ENOMEM). */
+int plat_commit(void *p, size_t n);
+
 #endif

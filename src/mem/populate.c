@@ -1,33 +1,44 @@
 /*
- * populate — cold load at disk speed.
+ * populate — cold load at disk speed, overlapped with the first token; committed memory.
  *
  * A freshly mapped model whose file is not in the page cache is read by demand faults while
  * the first token computes. When a sample of the mapping says the cache is cold, the file is
- * instead read through once, in order, like `dd` (pread into a scratch buffer): the kernel's
- * sequential read-ahead then keeps the disk at full speed and fills the page cache with large
- * folios, which the first token maps at warm cost. Measured on this machine kind (1.1B Q4_0,
+ * instead read through once, in order, like `dd` (sendfile to /dev/null, else pread): the
+ * kernel's sequential read-ahead then keeps the disk at full speed and fills the page cache with
+ * large folios, which the first token maps at warm cost. Measured on this machine kind (1.1B Q4_0,
  * 620 MB, bench/coldload.sh): 0.16-0.17 s (3.6-3.9 GB/s, the host caching the virtual disk),
  * against 0.5-0.9 s for two threads of MADV_POPULATE_READ — mapping pages one at a time is
  * what costs under shadow paging — and 0.2 s for forced read-ahead (WILLNEED), whose single
  * pages then cost the first token ~0.5 s more to map.
  *
- * A load that takes over a second shows a progress bar on stderr when stderr is a terminal;
- * otherwise it is silent. A warm load costs a few mincore calls.
+ * Read up front, that read-in delayed the first token by its whole length. The engine runs it
+ * on a helper thread instead (llm_map_populate_start): loading, context creation and the first
+ * prompt go on meanwhile, and since the forward pass walks the weights in file order behind
+ * the reader, it finds them cached (where it overtakes the reader, its own fault reads ahead
+ * and the reader then passes over cached pages). Closing the model stops the reader between reads.
+ * Without a thread (or for llm_map_populate) it runs on the caller, with a progress bar on
+ * stderr after a second when stderr is a terminal. A warm load costs a few mincore calls.
  *
  * llm_map_populate_range (streaming's resident part) does map the pages: two readers
  * MADV_POPULATE_READ large pieces (falling back to WILLNEED + a touch per page on kernels
  * before 5.14), as those pages are then locked.
  *
- * The madvise and pread calls live here rather than in platform.c because they are the whole
- * of this file's OS dependence and need fallbacks of their own.
+ * llm_mem_commit (the context's buffers) is here as the other half of starting fast: see mem.h.
+ *
+ * The madvise, sendfile and pread calls live here rather than in platform.c because they are
+ * the whole of this file's OS dependence and need fallbacks of their own.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#ifdef __linux__
+#include <sys/sendfile.h>
+#endif
 #include <unistd.h>
 
 #include "mem/mem.h"
@@ -38,6 +49,7 @@
 #define POP_SAMPLES 256          /* pages probed to decide whether the cache is cold */
 #define POP_WARM_FRACTION 0.95   /* at least this share of the sample resident: already warm */
 #define POP_BAR_AFTER 1.0        /* seconds before the progress bar appears */
+#define POP_PIECE (8ull << 20)   /* bytes per read-through call */
 
 #if defined(__linux__) && !defined(MADV_POPULATE_READ)
 #define MADV_POPULATE_READ 22 /* Linux 5.14 uapi value, for older headers */
@@ -168,30 +180,65 @@ void llm_map_populate_range(const llm_map *m, uint64_t off, uint64_t len, int th
     populate_span(m, off, len, threads);
 }
 
+/* Scratch for the pread fallback of discard_read; sendfile needs none. */
+typedef struct read_sink {
+    int null_fd;  /* /dev/null for sendfile; -1 once refused */
+    uint8_t *buf; /* allocated on the first fallback read */
+} read_sink;
+
+/* Small reads keep the kernel's asynchronous read-ahead ahead of the copy: cold 620 MB here,
+ * 8 MiB preads ran at 0.4-1.6 GB/s, 1 MiB ones at 2.2-2.8, sendfile at 1.8-3.0. */
+#define SINK_BUF (1u << 20)
+
+/* Reads [off, off+len) of the file into the page cache and nowhere else: sendfile to /dev/null on
+ * Linux (no copy, and no buffer in this process's RSS, which `llmap fit` predicts), else pread
+ * into a small buffer. Bytes read; 0 at the end of the file; -1 on an error. */
+static ssize_t discard_read(int fd, read_sink *sk, uint64_t off, size_t len)
+{
+#ifdef __linux__
+    while (sk->null_fd >= 0) {
+        off_t o = (off_t)off;
+        ssize_t n = sendfile(sk->null_fd, fd, &o, len);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        close(sk->null_fd); /* refused (EINVAL: a file system without splice): copy from now on */
+        sk->null_fd = -1;
+    }
+#endif
+    if (!sk->buf && !(sk->buf = malloc(SINK_BUF)))
+        return -1;
+    for (;;) {
+        ssize_t n = pread(fd, sk->buf, len < SINK_BUF ? len : SINK_BUF, (off_t)off);
+        if (n >= 0 || errno != EINTR)
+            return n;
+    }
+}
+
 /* The file read through once, in order, like `dd`: the kernel's sequential read-ahead then fills
  * the page cache in large folios, which the first token maps at warm cost (read-ahead forced by
- * WILLNEED allocates single pages, and mapping 150k of them costs more than it saved). */
-static uint64_t read_through(const llm_map *m, bool progress, double t0, const llm_range *skip)
+ * WILLNEED allocates single pages, and mapping 150k of them costs more than it saved). Pieces of
+ * POP_PIECE bytes, so that a stop request is seen within one. */
+static uint64_t read_through(const llm_map *m, bool progress, double t0, const llm_range *skip, atomic_int *stop)
 {
-    enum { BUF = 8 << 20 };
-    uint8_t *buf = malloc(BUF);
-    if (!buf)
-        return 0;
+    read_sink sk = {.null_fd = -1, .buf = NULL};
+#ifdef __linux__
+    sk.null_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+#endif
     bool bar = progress && isatty(2), drawn = false;
     uint64_t done = 0;
     uint64_t skipped = 0;
-    while (done < m->size) {
+    while (done < m->size && !(stop && atomic_load(stop))) {
         if (skip && skip->len && done >= skip->off && done < skip->off + skip->len) {
             skipped += skip->off + skip->len - done;
             done = skip->off + skip->len;
             continue;
         }
-        uint64_t want = m->size - done < BUF ? m->size - done : BUF;
+        uint64_t want = m->size - done < POP_PIECE ? m->size - done : POP_PIECE;
         if (skip && skip->len && done < skip->off && done + want > skip->off)
             want = skip->off - done;
-        ssize_t n = pread(m->fd, buf, (size_t)want, (off_t)done);
-        if (n < 0 && errno == EINTR)
-            continue;
+        ssize_t n = discard_read(m->fd, &sk, done, (size_t)want);
         if (n <= 0)
             break;
         done += (uint64_t)n;
@@ -201,12 +248,23 @@ static uint64_t read_through(const llm_map *m, bool progress, double t0, const l
             drawn = true;
         }
     }
-    free(buf);
+    if (sk.null_fd >= 0)
+        close(sk.null_fd);
+    free(sk.buf);
     if (drawn) {
         fputs("\r\033[K", stderr);
         fflush(stderr);
     }
     return done - skipped;
+}
+
+/* What read_through reads when it runs to the end: the file less the part of `skip` inside it. */
+static uint64_t bytes_to_read(const llm_map *m, const llm_range *skip)
+{
+    if (!skip || !skip->len || skip->off >= m->size)
+        return m->size;
+    uint64_t end = skip->len > m->size - skip->off ? m->size : skip->off + skip->len;
+    return m->size - (end - skip->off);
 }
 
 int llm_map_populate(const llm_map *m, bool progress, llm_populate_report *rep)
@@ -227,7 +285,73 @@ int llm_map_populate_except(const llm_map *m, const llm_range *skip, bool progre
     if (rep->resident_before >= POP_WARM_FRACTION)
         return 0;
     rep->cold = true;
-    rep->bytes = read_through(m, progress, t0, skip);
+    rep->wanted = bytes_to_read(m, skip);
+    rep->bytes = read_through(m, progress, t0, skip, NULL);
     rep->seconds = llm_now() - t0;
     return 0;
+}
+
+/* ---- the read-in on a helper thread ---------------------------------------------------------- */
+
+struct llm_populate {
+    const llm_map *map;
+    llm_range skip;
+    pthread_t thread;
+    atomic_int stop;          /* set by llm_populate_finish(stop): end after the current read */
+    llm_populate_report rep;  /* bytes and seconds written by the reader, read after the join */
+};
+
+static void *background_main(void *arg)
+{
+    llm_populate *p = arg;
+    double t0 = llm_now();
+    p->rep.bytes = read_through(p->map, false, t0, &p->skip, &p->stop);
+    p->rep.seconds = llm_now() - t0;
+    return NULL;
+}
+
+llm_populate *llm_map_populate_start(const llm_map *m, const llm_range *skip, llm_populate_report *rep)
+{
+    llm_populate_report local;
+    if (!rep)
+        rep = &local;
+    memset(rep, 0, sizeof *rep);
+    if (m->mode != LLM_MAP_MMAP || !m->base || m->size == 0)
+        return NULL;
+    rep->resident_before = sampled_residency(m, skip);
+    if (rep->resident_before >= POP_WARM_FRACTION)
+        return NULL;
+    rep->cold = true;
+    rep->wanted = bytes_to_read(m, skip);
+    llm_populate *p = calloc(1, sizeof *p);
+    if (p) {
+        p->map = m;
+        p->skip = skip ? *skip : (llm_range){0, 0};
+        p->rep = *rep;
+        atomic_init(&p->stop, 0);
+        if (pthread_create(&p->thread, NULL, background_main, p) == 0)
+            return p;
+        free(p);
+    }
+    double t0 = llm_now(); /* no thread to spare: read in now, as llm_map_populate does */
+    rep->bytes = read_through(m, false, t0, skip, NULL);
+    rep->seconds = llm_now() - t0;
+    return NULL;
+}
+
+void llm_populate_finish(llm_populate *p, bool stop, llm_populate_report *rep)
+{
+    if (!p)
+        return;
+    if (stop)
+        atomic_store(&p->stop, 1);
+    pthread_join(p->thread, NULL);
+    if (rep)
+        *rep = p->rep;
+    free(p);
+}
+
+int llm_mem_commit(void *p, size_t n)
+{
+    return plat_commit(p, n);
 }

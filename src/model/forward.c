@@ -61,16 +61,14 @@ size_t llm_ctx_bytes(const llm_ctx *c) { return c->bytes; }
 
 /* ---- construction ------------------------------------------------------------------------ */
 
-/* Buffers are touched now, not on first use: the memory is committed when the context is
- * created (an out-of-memory shows here, not mid-answer) and RSS matches `llmap fit`. */
+/* Buffers are committed now, not on first use (an out-of-memory shows here, not mid-answer, and
+ * RSS matches `llmap fit`), by the kernel in one call rather than a trapped touch per page:
+ * under shadow paging that touch is what made a context cost more than a short first answer. */
 static void *ctx_alloc(llm_ctx *c, size_t n, bool *oom)
 {
     void *p = calloc(1, n ? n : 1);
-    if (!p)
+    if (!p || llm_mem_commit(p, n) != 0)
         *oom = true;
-    else
-        for (size_t i = 0; i < n; i += 4096) /* volatile: a compiler may drop a memset of calloc'd memory */
-            ((volatile uint8_t *)p)[i] = 0;
     c->bytes += n;
     return p;
 }
