@@ -11,16 +11,6 @@
 
 #include <stdalign.h>
 
-/* From 16 signed byte scales (one per 16-element group), the i16 multipliers for groups
- * g and g+1 (g even) laid out as maddubs lays out 32 bytes: i16 lanes 0..7 take bytes
- * 0..15 (group g), lanes 8..15 take bytes 16..31 (group g+1). */
-static inline __m256i scale_pair(__m128i scales8, int g)
-{
-    const __m128i ctrl = _mm_set_epi64x((long long)(0x0101010101010101ull * (uint64_t)(g + 1)),
-                                        (long long)(0x0101010101010101ull * (uint64_t)g));
-    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales8, ctrl));
-}
-
 void llm_act_q8_K_avx2(const float *x, void *dst, int64_t n)
 {
     block_q8_K *y = dst;
@@ -163,9 +153,23 @@ static inline __m128i q3_K_scales(const uint8_t packed[12])
     a[3] = ((a[1] >> 4) & low4) | (((hi >> 6) & low2) << 4);
     a[0] = (a[0] & low4) | (((hi >> 0) & low2) << 4);
     a[1] = (a[1] & low4) | (((hi >> 2) & low2) << 4);
-    /* built from registers: a 16-byte load of the just-stored words would stall on store
-     * forwarding */
-    return _mm_sub_epi8(_mm_setr_epi32((int)a[0], (int)a[1], (int)a[2], (int)a[3]), _mm_set1_epi8(32));
+    /* built from registers (two 64-bit moves): a 16-byte load of the just-stored words would
+     * stall on store forwarding */
+    return _mm_sub_epi8(_mm_set_epi64x((long long)((uint64_t)a[3] << 32 | a[2]), (long long)((uint64_t)a[1] << 32 | a[0])),
+                        _mm_set1_epi8(32));
+}
+
+/* 16 signed byte scales (one per 16-element group) widened to i16 with the even groups in the
+ * low 128-bit lane and the odd ones in the high lane: the multiplier pair of the 32-element run
+ * j (groups 2j, 2j+1, as maddubs lays them out) is then one in-lane shuffle, pair_of(v, j). */
+static inline __m256i scales_even_odd(__m128i sc8)
+{
+    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15)));
+}
+
+static inline __m256i pair_of(__m256i even_odd, int j)
+{
+    return _mm256_shuffle_epi8(even_odd, _mm256_set1_epi16((short)(0x0100 + 0x0202 * j)));
 }
 
 /* q3 = (q2 + 4 * hbit) - 4: the unsigned 3-bit value (0..7) goes through one maddubs, and the
@@ -179,12 +183,16 @@ void llm_vec_dot_q3_K_avx2(int64_t n, float *s, const void *w, const void *act)
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; i++) {
         __m128i scales = q3_K_scales(x[i].scales);
+        __m256i sc_even_odd = scales_even_odd(scales);
         __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(scales),
                                            _mm256_loadu_si256((const __m256i *)y[i].bsums));
         __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 2));
         __m256i hmask = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        __asm__("" : "+x"(hmask)); /* one load each, not one per use */
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            __asm__("" : "+x"(bits));
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 const int bit = 4 * h + j; /* hmask bit of this run, moved to bit 2 (value 4) */
@@ -193,18 +201,13 @@ void llm_vec_dot_q3_K_avx2(int64_t n, float *s, const void *w, const void *act)
                 __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), m3), hb);
                 __m256i q8 = _mm256_loadu_si256((const __m256i *)(y[i].qs + 128 * h + 32 * j));
                 __m256i p = _mm256_maddubs_epi16(q, q8);
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(scales, 8 * h + 2 * j), p));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pair_of(sc_even_odd, 4 * h + j), p));
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc);
+        const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_set1_epi16((short)x[i].d)), _mm256_set1_ps(y[i].d));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
     }
     *s = hsum_ps(acc);
-}
-
-/* vpshufb control that broadcasts i16 lane j (j < 8) of each 128-bit half. */
-static inline __m256i i16_lane(int j)
-{
-    return _mm256_set1_epi16((short)(0x0100 + 0x0202 * j));
 }
 
 /* ---- q4_K ------------------------------------------------------------------------------------
@@ -403,8 +406,7 @@ static inline __attribute__((always_inline)) __m256 q6_K_block(const block_q6_K 
 {
     const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
     const __m128i sc8 = _mm_loadu_si128((const __m128i *)x->scales);
-    const __m256i sc_even_odd = _mm256_cvtepi8_epi16(
-        _mm_shuffle_epi8(sc8, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15)));
+    const __m256i sc_even_odd = scales_even_odd(sc8);
     const __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), bsums);
     __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 5));
 #pragma GCC unroll 2
@@ -423,7 +425,7 @@ static inline __attribute__((always_inline)) __m256 q6_K_block(const block_q6_K 
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(q8 + 128 * h + 32 * k)));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(sc_even_odd, i16_lane(4 * h + k)), p));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(pair_of(sc_even_odd, 4 * h + k), p));
         }
     }
     const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_set1_epi16((short)x->d)), yd);
