@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# test_archs — qwen3, gemma and phi3 against llama.cpp. tests/reference/<arch>.json holds what
-# llama.cpp (node-llama-cpp 3.22.1, CPU, F32 KV cache) computed for a tiny F32 model made by
-# `llmap synth` with the stored arguments (tools/llamacpp-ref/make-refs.sh). Here, per arch:
+# test_archs — qwen3, gemma and phi3 against llama.cpp. tests/reference/<arch>.json and
+# <arch>-q8_0.json hold what llama.cpp (node-llama-cpp 3.22.1, CPU, F32 KV cache) computed for
+# a tiny F32 / Q8_0 model made by `llmap synth` with the stored arguments
+# (tools/llamacpp-ref/make-refs.sh). Here, per reference:
 #   - the model is regenerated and must have the stored sha256 (else the generator drifted and
 #     the reference no longer describes this model: fail loudly, regenerate the references);
 #   - for every prompt, `llmap logits --json --threads 1`: tokens identical; each reference
@@ -18,6 +19,10 @@
 # references). A wrong op (norm, scale, RoPE pairs, split order of a fused tensor) moves logits
 # by whole units: swapping phi3's gate/up halves, dropping qwen3's k-norm or gemma's GELU
 # fails ~1000 checks.
+# TOL = 0.15 for the Q8_0 models: gemma and phi3 match llama.cpp to all 9 printed digits, but
+# qwen3 is 0.07 off (not pinned down; the likely suspect is its tied 50257-row output, an odd
+# row count that llama.cpp cannot repack into interleaved Q8_0 groups as it does the others),
+# and LLMAP_NO_SIMD=1 (the scalar Q8_0 dot, another summation order) on the amplified gemma 0.11.
 # No node at test time: only the stored references are read.
 set -u
 BIN=${LLMAP_BIN:-./llmap}
@@ -44,10 +49,11 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # One python call turns each reference into shell lines: synth arguments, sha256, prompt files.
-python3 - "$ROOT/tests/reference" "$tmp" <<'EOF' >"$tmp/plan" || bad "cannot read tests/reference/*.json"
+NAMES="qwen3 gemma phi3 qwen3-q8_0 gemma-q8_0 phi3-q8_0"
+python3 - "$ROOT/tests/reference" "$tmp" $NAMES <<'EOF' >"$tmp/plan" || bad "cannot read tests/reference/*.json"
 import json, os, sys
-refdir, tmp = sys.argv[1], sys.argv[2]
-for arch in ("qwen3", "gemma", "phi3"):
+refdir, tmp, NAMES = sys.argv[1], sys.argv[2], sys.argv[3:]
+for arch in NAMES:
     d = json.load(open(os.path.join(refdir, arch + ".json"), encoding="utf-8"))
     for i, p in enumerate(d["prompts"]):
         with open(os.path.join(tmp, "%s-%d.txt" % (arch, i)), "wb") as f:
@@ -86,9 +92,9 @@ while read -r arch sha vocab n_prompts greedy top args; do
 done <"$tmp/plan"
 
 # compare: "ok" or "FAIL <what>" per check
-python3 - "$ROOT/tests/reference" "$tmp" <<'EOF' >"$tmp/results"
+python3 - "$ROOT/tests/reference" "$tmp" $NAMES <<'EOF' >"$tmp/results"
 import json, os, sys
-refdir, tmp = sys.argv[1], sys.argv[2]
+refdir, tmp, NAMES = sys.argv[1], sys.argv[2], sys.argv[3:]
 TOLS = {"qwen3": 1e-4, "gemma": 4e-3, "phi3": 1e-4}
 def check(cond, label, msg):
     print("ok" if cond else "FAIL %s: %s" % (label, msg))
@@ -124,19 +130,20 @@ def compare(label, ref, out, TOL, check_tokens=True):
     check(steps >= 1, label, "no greedy step compared")
     return worst
 
-for arch in ("qwen3", "gemma", "phi3"):
+for arch in NAMES:
     d = json.load(open(os.path.join(refdir, arch + ".json"), encoding="utf-8"))
+    tol = 0.15 if arch.endswith("-q8_0") else TOLS[arch]
     n = len(d["prompts"])
     for i, ref in enumerate(d["prompts"]):
         f = os.path.join(tmp, "%s-%d.json" % (arch, i))
         if os.path.isfile(f):
-            w = compare("%s prompt %d" % (arch, i), ref, json.load(open(f, encoding="utf-8")), TOLS[arch])
+            w = compare("%s prompt %d" % (arch, i), ref, json.load(open(f, encoding="utf-8")), tol)
             if w is not None:
                 print("info %s prompt %d: max |top-K logit - llama.cpp| = %.3g" % (arch, i, w))
     f = os.path.join(tmp, "%s-scalar.json" % arch)
     if os.path.isfile(f):
         compare("%s LLMAP_NO_SIMD=1 prompt %d" % (arch, n - 1), d["prompts"][n - 1], json.load(open(f, encoding="utf-8")),
-                TOLS[arch])
+                tol)
 EOF
 while read -r status rest; do
     case $status in

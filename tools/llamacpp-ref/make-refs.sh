@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# make-refs.sh — regenerates tests/reference/<arch>.json: for each architecture, a tiny F32 model
-# made by `llmap synth` (command line stored), its sha256 (so a change in the generator shows
-# up as a mismatch instead of a silently different model), and what llama.cpp computes for a
-# few prompts (ref.mjs). The outputs are llama.cpp's, never llmap's: llmap only makes the model.
+# make-refs.sh — regenerates tests/reference/<arch>.json and <arch>-q8_0.json: for each
+# architecture, a tiny F32 model (three prompts) and the same shape in Q8_0 (one prompt: the
+# quantized kernels and the fused views over quantized rows) made by `llmap synth` (command
+# line stored), its sha256 (so a change in the generator shows up as a mismatch instead of a
+# silently different model), and what llama.cpp computes (ref.mjs). The outputs are
+# llama.cpp's, never llmap's: llmap only makes the model.
 #   tools/llamacpp-ref/make-refs.sh [LLMAP_BIN] [arch ...]
 # Needs node and the pinned install (see ref.mjs); tests/sh/test_archs.sh needs neither.
 set -eu
@@ -31,21 +33,27 @@ vocab_of() {
 }
 
 for arch in $ARCHS; do
+  for type in f32 q8_0; do
     vocab=$(vocab_of "$arch")
-    args="--arch $arch --shape tiny --n-embd 128 --n-ff 384 --type f32 --seed 5 --threads 1"
+    name=$arch
+    prompts="0 1 2"
+    if [ "$type" != f32 ]; then name=$arch-$type; prompts=1; fi
+    args="--arch $arch --shape tiny --n-embd 128 --n-ff 384 --type $type --seed 5 --threads 1"
     # shellcheck disable=SC2086
-    "$BIN" synth $args --vocab "$VOCABS/$vocab" "$tmp/$arch.gguf"
-    sha=$(sha256sum "$tmp/$arch.gguf" | cut -d' ' -f1)
-    for i in 0 1 2; do
-        node "$ROOT/tools/llamacpp-ref/ref.mjs" "$tmp/$arch.gguf" "$(cat "$tmp/p$i")" --greedy $GREEDY --top $TOP \
-            --threads 1 >"$tmp/$arch-$i.json"
+    "$BIN" synth $args --vocab "$VOCABS/$vocab" "$tmp/$name.gguf"
+    sha=$(sha256sum "$tmp/$name.gguf" | cut -d' ' -f1)
+    n=0
+    for i in $prompts; do
+        node "$ROOT/tools/llamacpp-ref/ref.mjs" "$tmp/$name.gguf" "$(cat "$tmp/p$i")" --greedy $GREEDY --top $TOP \
+            --threads 1 >"$tmp/$name-$n.json"
+        n=$((n + 1))
     done
-    python3 - "$arch" "$args" "$vocab" "$sha" "$tmp" "$ROOT/tests/reference/$arch.json" <<'EOF'
+    python3 - "$name" "$args" "$vocab" "$sha" "$tmp" "$ROOT/tests/reference/$name.json" "$n" <<'EOF'
 import json, sys
-arch, args, vocab, sha, tmp, out = sys.argv[1:]
-prompts = [json.load(open("%s/%s-%d.json" % (tmp, arch, i), encoding="utf-8")) for i in range(3)]
+arch, args, vocab, sha, tmp, out, n = sys.argv[1:]
+prompts = [json.load(open("%s/%s-%d.json" % (tmp, arch, i), encoding="utf-8")) for i in range(int(n))]
 doc = {
-    "what": "llama.cpp's outputs for a tiny synthetic %s model (tools/llamacpp-ref/make-refs.sh)" % arch,
+    "what": "llama.cpp's outputs for a tiny synthetic model (tools/llamacpp-ref/make-refs.sh): %s" % arch,
     "synth_args": args.split(),
     "vocab": vocab,
     "model_sha256": sha,
@@ -59,4 +67,5 @@ with open(out, "w", encoding="utf-8") as f:
     f.write("\n")
 print("wrote", out)
 EOF
+  done
 done
