@@ -128,6 +128,8 @@ int llm_hparams_read(const gguf_file *f, llm_hparams *hp, llm_err *err)
     /* gemma's converter already added 1 to its norm weights, so the norms are plain RMSNorm;
      * what remains is the embedding scale (ggml_scale by sqrtf(n_embd) in llama.cpp) */
     hp->embd_scale = hp->arch == LLM_ARCH_GEMMA ? sqrtf((float)hp->n_embd) : 1.0f;
+    /* phi3.attention.sliding_window is read by nobody: llama.cpp turns phi3's sliding window
+     * off (its converters do not record which layers use it), and llmap matches llama.cpp */
     /* Bounds that keep every size computed from them far from overflow. */
     if (hp->n_embd > (1u << 16) || hp->n_ff > (1u << 18) || hp->n_layer > 1024 || hp->n_head > 1024)
         return llm_errf(err, "%s: implausible hyper-parameters (n_embd %u, n_ff %u, n_layer %u, n_head %u)", f->path,
