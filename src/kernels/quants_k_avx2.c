@@ -1,11 +1,20 @@
 /*
  * quants_k_avx2 — AVX2 + FMA + F16C dot products for the K-quants (256-element super-blocks,
- * Q2_K..Q6_K) and the Q8_K activation quantizer.
+ * Q2_K..Q6_K), a 4-row q4_K kernel, and the Q8_K activation quantizer.
  *
  * Same contract as quants_avx2.c: each function computes what its scalar twin in quants_k.c
- * computes (integer sums per sub-block exact, only the float accumulation order differs), and
- * the Q8_K quantizer is byte-identical to the scalar one. Sub-block scales are unpacked to
- * i16 multipliers and applied with _mm256_madd_epi16 after the u8 x s8 _mm256_maddubs_epi16.
+ * computes (integer sums per block exact, only the float accumulation order differs), the 4-row
+ * kernel gives each row exactly what vec_dot gives, and the Q8_K quantizer is byte-identical to
+ * the scalar one.
+ *
+ * Every dot has the same shape: u8 weights x s8 activations with _mm256_maddubs_epi16, the
+ * sub-block scale applied as i16 multipliers with _mm256_madd_epi16, integer sums per block,
+ * one convert and one FMA per block. What bounds them (measured on Zen 5, one core): vector
+ * loads (two 32-byte loads a cycle, one when a load crosses a 64-byte line, as half of the
+ * unaligned q8_K loads do) and the four vector ALUs, while the integer units sit mostly idle.
+ * Hence scale multipliers read from small constant tables (a madd memory operand, no shuffle)
+ * where the scales are narrow enough (q2_K, q4_K, q5_K), scale unpacking in scalar code, and
+ * min/offset terms from the activation block sums with one madd per block.
  */
 #include "kernels/simd_avx2.h"
 
@@ -83,7 +92,7 @@ static inline float k4_finish(__m256 acc)
 
 /* ---- q2_K ------------------------------------------------------------------------------------
  *
- * 84 bytes per 256 weights, so the per-block work weighs three times what it does in q6_K. The
+ * 84 bytes per 256 weights, so the per-block work weighs 2.5 times what it does in q6_K. The
  * two 4-bit scales of a 32-element run (groups g, g+1) select one row of a 16 x 16 table that
  * holds the pair as i16 multipliers (g in lanes 0..7, g+1 in lanes 8..15, as maddubs lays out
  * the run): a madd memory operand instead of a shuffle and a widening per run. The row offsets
