@@ -1,27 +1,38 @@
 #!/usr/bin/env bash
-# coldload.sh — load time and time to first token with the page cache cold and warm.
+# coldload.sh — time to first token with the page cache cold and warm, next to llama.cpp's.
 #
-# Generates (once, under build/bench-models/) a 1.1B-shape Llama in Q4_0 (~620 MB) and times
-# `llmap run MODEL "Hello" --num-predict 1` (the whole process: load + prompt + one token)
-#   cold      page cache dropped; llmap reads the file in with two large sequential readers
-#   demand    page cache dropped, LLMAP_NO_POPULATE=1: the weights arrive by demand faults
-#   warm      everything cached
-# next to the disk's read bandwidth measured in the same run with `dd bs=4M` of another file
-# (bench/memory.sh's probe), read twice with the cache dropped before each ("first" and
-# "again": a virtual disk's host caches what was read recently, ~0.3 against ~2 GB/s here; the
-# model is read once before each cold run, so both sides are compared at "again"). Goal: the
-# cold load (the read-in reported by --verbose) within 1.1 × file size ÷ disk bandwidth.
-# Needs root (drop_caches); REPS (3) repetitions; LLMAP_BIN (./llmap).
+# Generates (once, under build/bench-models/) a 1.1B-shape Llama in Q4_0 (~620 MB) and times the
+# whole process (load + prompt + one token, wall clock) of
+#   cold      `llmap run MODEL Hello --num-predict 1`, page cache dropped: llmap reads the file
+#             in on a helper thread while the first token computes behind it
+#   demand    the same with LLMAP_NO_POPULATE=1: the weights arrive by demand faults only
+#   warm      `llmap run` with everything cached (chat template: "Hello" is 9 tokens)
+#   raw       `llmap logits MODEL Hello --top 1`, warm: the raw prompt (BOS + "Hello", 2 tokens)
+#             in a context of that size — the work llama.cpp's llama-simple did
+# next to the disk's read bandwidth measured in the same run with `dd bs=4M` of another file,
+# read twice with the cache dropped before each ("first" and "again": a virtual disk's host
+# caches what was read recently; the model is read once before each cold run, so both sides are
+# compared at "again"), and to llama.cpp's figures in ../shared/machine.md (llama-simple, same
+# model shape, prompt "Hello", 1 token: cold 1.15 s, warm 0.61 s). Goals: warm at most half of
+# llama.cpp's; the read-in (reported by --verbose) within 1.1 × file size ÷ disk bandwidth.
+#
+# BASE_BIN=path/to/older/llmap adds its cold and warm runs to each round (before/after in one
+# run). Needs root (drop_caches; note this drops everyone's cache). REPS (3) rounds, WARM (3)
+# warm runs of each kind per round; LLMAP_BIN (./llmap).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${LLMAP_BIN:-$ROOT/llmap}
+BASE=${BASE_BIN:-}
+SHARED=${LLMAP_SHARED:-$ROOT/../shared}
 MODELS=$ROOT/build/bench-models
 MODEL=$MODELS/llama-1.1b-q4_0.gguf
 PROBE=$MODELS/disk-probe.bin
 REPS=${REPS:-3}
+WARM=${WARM:-3}
 
 die() { echo "coldload.sh: $*" >&2; exit 1; }
 [ -x "$BIN" ] || die "no llmap binary at $BIN (build it, or set LLMAP_BIN)"
+[ -z "$BASE" ] || [ -x "$BASE" ] || die "BASE_BIN=$BASE is not executable"
 [ "$(id -u)" -eq 0 ] || { echo "coldload.sh: SKIP: needs root (drop_caches)" >&2; exit 0; }
 mkdir -p "$MODELS"
 if [ ! -s "$MODEL" ]; then
@@ -34,6 +45,11 @@ if [ ! -s "$PROBE" ]; then
 fi
 size=$(stat -c %s "$MODEL")
 
+# llama.cpp's whole-process times from the machine description ("| cold (dropped) | 1.15 s |").
+lc_time() { awk -F'|' -v k="$1" '$2 ~ k && $3 ~ / s *$/ { gsub(/[ s]/, "", $3); print $3; exit }' "$SHARED/machine.md" 2>/dev/null; }
+lc_cold=$(lc_time "cold \\(dropped\\)"); lc_warm=$(lc_time "^ *warm *$")
+[ -n "$lc_warm" ] || echo "coldload.sh: no llama.cpp figures ($SHARED/machine.md not found): ratios left out" >&2
+
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 dd_gbs() {
     drop
@@ -41,31 +57,59 @@ dd_gbs() {
         awk '/bytes/ { for (i = 1; i <= NF; i++) if ($i ~ /^s,/) s = $(i - 1); printf "%.3f", $1 / s / 1e9 }'
 }
 prime() { drop; dd if="$MODEL" of=/dev/null bs=4M status=none; }
-# wall seconds of one `llmap run`; its stderr in $tmp/err
-ttft() {
+# wall seconds of one command; its stderr in $tmp/err
+wall() {
     local t0 t1
     t0=$(date +%s.%N)
-    "$BIN" run "$MODEL" Hello --num-predict 1 --temperature 0 --verbose >/dev/null 2>"$tmp/err" || die "llmap run failed: $(tail -2 "$tmp/err")"
+    "$@" >/dev/null 2>"$tmp/err" || die "$* failed: $(tail -2 "$tmp/err")"
     t1=$(date +%s.%N)
     echo "$t1 - $t0" | bc
+}
+run1() { wall "$1" run "$MODEL" Hello --num-predict 1 --temperature 0 --verbose; }
+raw1() { wall "$1" logits "$MODEL" Hello --top 1; }
+# the read-in's own time: background ("read X of Y MiB in Z s in the background") or up front
+read_secs() { sed -n 's/.*cold page cache.* in \([0-9.]*\) s.*/\1/p' "$tmp/err" | tail -1; }
+# WARM runs of a command: "min-max"
+warm_range() {
+    local ts=() i
+    for i in $(seq "$WARM"); do ts+=("$("$@")"); done
+    printf '%s\n' "${ts[@]}" | sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }'
 }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 echo "model  $MODEL ($(awk -v s="$size" 'BEGIN { printf "%.0f MB", s / 1e6 }'))"
-for _ in $(seq "$REPS"); do
+echo "llama.cpp (machine.md, llama-simple, whole process): cold ${lc_cold:-?} s, warm ${lc_warm:-?} s"
+for r in $(seq "$REPS"); do
+    load=$(cut -d' ' -f1-3 /proc/loadavg)
     first=$(dd_gbs); again=$(dd_gbs)
     # Each cold run starts from the same state: the model read once before (as the probe's
-    # "again"), then this machine's cache dropped — so neither variant gets the host's cache
-    # warmed by the other.
-    prime; drop; cold=$(ttft)
-    read_s=$(sed -n 's/.*cold page cache .* in \([0-9.]*\) s.*/\1/p' "$tmp/err")
-    prime; drop; demand=$(LLMAP_NO_POPULATE=1 ttft)
-    warm=$(ttft)
-    awk -v size="$size" -v first="$first" -v again="$again" -v cold="$cold" -v demand="$demand" -v warm="$warm" \
-        -v rd="${read_s:-0}" 'BEGIN {
-            bw = again
-            printf "disk %.2f GB/s (first %.2f, again %.2f) -> size/bw %.3f s | cold read-in %.3f s = %.2f x size/bw | time to first token: cold %.2f s, cold by demand faults %.2f s, warm %.2f s\n",
-                bw, first, again, size / bw / 1e9, rd, rd / (size / bw / 1e9), cold, demand, warm
+    # "again"), then this machine's cache dropped — so no variant gets the host's cache warmed
+    # by another.
+    prime; drop; cold=$(run1 "$BIN"); rd=$(read_secs)
+    prime; drop; demand=$(LLMAP_NO_POPULATE=1 run1 "$BIN")
+    base_cold=; base_rd=; base_warm=
+    if [ -n "$BASE" ]; then
+        prime; drop; base_cold=$(run1 "$BASE"); base_rd=$(read_secs)
+    fi
+    warm=$(warm_range run1 "$BIN")
+    raw=$(warm_range raw1 "$BIN")
+    [ -z "$BASE" ] || base_warm=$(warm_range run1 "$BASE")
+    awk -v r="$r" -v load="$load" -v size="$size" -v first="$first" -v again="$again" -v cold="$cold" \
+        -v rd="${rd:-0}" -v demand="$demand" -v warm="$warm" -v raw="$raw" -v lcw="${lc_warm:-0}" \
+        -v lcc="${lc_cold:-0}" -v bc="$base_cold" -v brd="${base_rd:-0}" -v bw="$base_warm" 'BEGIN {
+            bound = size / again / 1e9
+            printf "round %d (load %s): disk %.2f GB/s (first %.2f) -> size/bw %.3f s\n", r, load, again, first, bound
+            printf "  cold  %.2f s (read-in %.3f s = %.2f x size/bw, in the background)", cold, rd, rd / bound
+            if (lcc > 0) printf " = %.2f x llama.cpp cold", cold / lcc
+            printf "; by demand faults %.2f s\n", demand
+            split(warm, w, "-"); split(raw, a, "-")
+            printf "  warm  run (template, 9 tokens) %s s", warm
+            if (lcw > 0) printf " = %.2f-%.2f x llama.cpp warm", w[1] / lcw, w[2] / lcw
+            printf "; raw (logits, 2 tokens) %s s", raw
+            if (lcw > 0) printf " = %.2f-%.2f x (goal <= 0.5)", a[1] / lcw, a[2] / lcw
+            printf "\n"
+            if (bc != "")
+                printf "  base  cold %.2f s (read-in %.3f s), warm run %s s\n", bc, brd, bw
         }'
 done

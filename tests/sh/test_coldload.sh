@@ -4,8 +4,9 @@
 # A private copy of a shared model is evicted from the page cache (posix_fadvise DONTNEED, via
 # `dd iflag=nocache count=0`; the copy is ours alone, so no other process keeps its pages), then
 # `llmap run` loads it: the answer equals the warm run's (greedy), the load reports that it found
-# the cache cold and read the file in, and afterwards the whole file is in the page cache
-# (fincore) — demand faults for one token would leave the unused embedding rows out. With
+# the cache cold and read the file in on a helper thread (started while loading, ended when the
+# model closed), and afterwards the whole file is in the page cache (fincore) — demand faults for
+# one token would leave the unused embedding rows out. With
 # LLMAP_NO_POPULATE=1 the same cold run still answers the same. Timing is not checked here
 # (a shared machine is too noisy for a test; bench/memory.sh and the report measure it).
 set -u
@@ -52,10 +53,26 @@ check '[ "$before" -lt $((size / 10)) ]' "the copy was evicted before the cold r
 run >"$tmp/cold.out" 2>"$tmp/cold.err"
 check '[ $? -eq 0 ] && cmp -s "$tmp/warm.out" "$tmp/cold.out"' \
     "cold run gives the warm run's answer ($(head -c 200 "$tmp/cold.out") vs $(head -c 200 "$tmp/warm.out"))"
-check 'grep -q "cold page cache" "$tmp/cold.err"' "the cold load is detected and read in ($(grep -m1 llmap: "$tmp/cold.err"))"
+check 'grep -q "cold page cache.*reading .* in the background" "$tmp/cold.err"' \
+    "the cold load is detected and read in ($(grep -m1 llmap: "$tmp/cold.err"))"
+# In the background: started before loading finished, reported when the model is closed.
+check '[ "$(grep -n "in the background" "$tmp/cold.err" | head -1 | cut -d: -f1)" -lt "$(grep -n "llmap: loaded" "$tmp/cold.err" | cut -d: -f1)" ] &&
+       [ "$(grep -n "llmap: loaded" "$tmp/cold.err" | cut -d: -f1)" -lt "$(grep -n "cold page cache: read" "$tmp/cold.err" | cut -d: -f1)" ]' \
+    "the read-in starts during loading and ends after it ($(grep llmap: "$tmp/cold.err" | tr '\n' '|'))"
 after=$(resident)
-check '[ "$after" -ge "$size" ] && [ "$after" -le "$pages_bytes" ]' \
-    "after a cold load the whole file is in the page cache ($after of $size bytes)"
+# The reader stops when the model is closed. On a tiny model it has normally finished by then
+# (read N of N MiB) and every byte of the file is in the page cache; a reader starved of CPU on a
+# busy machine may have been stopped first, and then at least what it read is.
+read_of=$(sed -n 's/.*cold page cache: read \([0-9.]*\) of \([0-9.]*\) MiB.*/\1 \2/p' "$tmp/cold.err")
+check '[ -n "$read_of" ]' "the read-in reports what it read ($(tail -1 "$tmp/cold.err"))"
+if [ -n "$read_of" ] && [ "${read_of% *}" = "${read_of#* }" ]; then
+    check '[ "$after" -ge "$size" ] && [ "$after" -le "$pages_bytes" ]' \
+        "after a cold load the whole file is in the page cache ($after of $size bytes)"
+else
+    echo "coldload: note: the reader was stopped at $read_of MiB (busy machine): whole-file check replaced" >&2
+    check 'awk -v a="$after" -v r="${read_of% *}" "BEGIN { exit !(a >= r * 1048576) }"' \
+        "after a stopped read-in, what it read is in the page cache ($after bytes, read $read_of MiB)"
+fi
 
 # ---- cold, demand faults only -------------------------------------------------------------------
 evict
