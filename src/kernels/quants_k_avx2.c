@@ -219,14 +219,13 @@ void llm_vec_dot_q3_K_avx2(int64_t n, float *s, const void *w, const void *act)
     *s = hsum_ps(acc);
 }
 
-/* ---- q4_K ------------------------------------------------------------------------------------
+/* ---- q4_K and q5_K -----------------------------------------------------------------------------
  *
- * Measured (in cache, one core): the dot is bound by vector loads (two 32-byte loads per cycle,
- * one when the load crosses a 64-byte line, which half of the unaligned q8_K loads do) and by
- * the vector ALUs (four per cycle). So the scale of each 32-element sub-block comes from a
- * table row (a madd memory operand: one aligned load, no shuffle), the scale and min unpacking
- * runs in the otherwise idle scalar units, and the 4-row kernel copies each q8_K block once to
- * an aligned buffer that the four rows read without line crossings. */
+ * Measured (in cache, one core): the q4_K dot is bound by vector loads and ALUs about equally.
+ * So the scale of each 32-element sub-block comes from a table row (a madd memory operand: one
+ * aligned load, no shuffle), the scale and min unpacking runs in the otherwise idle scalar
+ * units, and the 4-row kernel copies the activation blocks, 32 at a time, to an aligned buffer
+ * that the four rows then read without line crossings. q5_K shares the block code. */
 
 /* Row v holds v in all 16 i16 lanes: the multiplier for a 6-bit scale v. */
 #define K_SCALE_ROW(v) {v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v}
