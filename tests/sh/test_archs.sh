@@ -22,9 +22,10 @@
 # TOL = 0.15 for the Q8_0 models: gemma and phi3 match llama.cpp to all 9 printed digits, but
 # qwen3 is 0.07 off, at the last prompt position and in the single-token greedy steps only, and
 # only because its 50257-row token_embd doubles as the output: the same model untied, or tied
-# with the 32000-token vocabulary, matches to 9 digits (which llama.cpp kernel takes the odd,
-# non-repacked tied table is not pinned down). LLMAP_NO_SIMD=1 (the scalar Q8_0 dot, another
-# summation order) is 0.11 off on the amplified gemma.
+# with the 32000-token vocabulary, matches to 9 digits, and a llama model tied to the same
+# table is off the same way, so it is not qwen3's (which llama.cpp path the tied 50257-row Q8_0
+# table takes is not pinned down). LLMAP_NO_SIMD=1 (the scalar Q8_0 dot, another summation
+# order) is 0.11 off on the amplified gemma.
 # No node at test time: only the stored references are read.
 set -u
 BIN=${LLMAP_BIN:-./llmap}
