@@ -60,6 +60,15 @@ typedef struct {
     int8_t qs[QK8_0];
 } block_q8_0;
 
+/* Block b of eight q4_0 rows packed for batches (llm_pack8_fn): the eight scales, then for each
+ * group g of four quants (elements 4g..4g+3 of the block in nibbles_32 order: low nibbles are
+ * elements 0..15, high nibbles 16..31) the four quants of row 0, row 1, ..., row 7 as bytes
+ * 0..15 (the stored value, q - 8 being the weight's integer). */
+typedef struct {
+    llm_half d[8];
+    uint8_t qs[8][8][4]; /* [group][row][quant] */
+} block_q4_0x8;
+
 /* Activation format for q4_1/q5_1: s = d * sum(qs) carries the offset term. */
 typedef struct {
     llm_half d, s;
@@ -114,6 +123,7 @@ typedef struct {
 } block_q8_K;
 
 static_assert(sizeof(block_q4_0) == 18, "q4_0 block size");
+static_assert(sizeof(block_q4_0x8) == 272, "packed q4_0 block size");
 static_assert(sizeof(block_q4_1) == 20, "q4_1 block size");
 static_assert(sizeof(block_q5_0) == 22, "q5_0 block size");
 static_assert(sizeof(block_q5_1) == 24, "q5_1 block size");
@@ -199,6 +209,8 @@ void llm_vec_dot_f16_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_bf16_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_q4_0_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot4_q4_0_avx2(int64_t n, float s[4], const void *w, size_t w_stride, const void *act);
+void llm_pack8_q4_0_avx2(const void *w, size_t w_stride, void *dst, int64_t n);
+void llm_vec_dot8_packed_q4_0_avx2(int64_t n, float s[8], const void *packed, const void *act, const int32_t *act_sums);
 void llm_vec_dot_q4_1_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_q5_0_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_q5_1_avx2(int64_t n, float *s, const void *w, const void *act);

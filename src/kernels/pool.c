@@ -29,6 +29,12 @@
  * consecutive matmuls of one token, short enough not to burn a shared core when idle. */
 #define POOL_SPIN_SECONDS 200e-6
 
+/* A buffer owned by one slot of the pool: only the thread running that slot touches it. */
+typedef struct slot_scratch {
+    void *p;
+    size_t n;
+} slot_scratch;
+
 typedef struct worker {
     struct llm_pool *pool;
     int ith;
@@ -49,6 +55,8 @@ struct llm_pool {
     atomic_int next_slot;  /* next unclaimed slot of the current job (>= n_threads: none left) */
     atomic_int finished;   /* slots 1..n_threads-1 completed */
     atomic_bool stop;
+
+    slot_scratch *scratch; /* one per slot, grown on demand (llm_pool_scratch) */
 };
 
 static inline void cpu_relax(void)
@@ -139,6 +147,7 @@ llm_pool *llm_pool_new(int n_threads)
     atomic_init(&p->finished, 0);
     atomic_init(&p->stop, false);
     p->workers = llm_xcalloc((size_t)n_threads, sizeof *p->workers);
+    p->scratch = llm_xcalloc((size_t)n_threads, sizeof *p->scratch);
     for (int i = 1; i < n_threads; i++) {
         worker *w = &p->workers[i - 1];
         w->pool = p;
@@ -165,8 +174,22 @@ void llm_pool_free(llm_pool *p)
     pthread_cond_destroy(&p->done_cv);
     pthread_cond_destroy(&p->job_cv);
     pthread_mutex_destroy(&p->mu);
+    for (int i = 0; i < p->n_threads; i++)
+        free(p->scratch[i].p);
+    free(p->scratch);
     free(p->workers);
     free(p);
+}
+
+void *llm_pool_scratch(llm_pool *p, int ith, size_t bytes)
+{
+    slot_scratch *sc = &p->scratch[ith];
+    if (sc->n < bytes) {
+        free(sc->p);
+        sc->p = llm_xmalloc(bytes);
+        sc->n = bytes;
+    }
+    return sc->p;
 }
 
 int llm_pool_threads(const llm_pool *p)

@@ -218,6 +218,52 @@ void llm_vec_dot4_q4_0_avx2(int64_t n, float s[4], const void *w, size_t w_strid
         s[r] = hsum_ps(acc[r]);
 }
 
+/* Eight q4_0 rows packed for a batch (block_q4_0x8): per block, the eight scales and, for each
+ * group of four quants, the eight rows' four bytes side by side, so one 32-byte vector holds
+ * the same four elements of all eight rows. */
+void llm_pack8_q4_0_avx2(const void *w, size_t w_stride, void *dst, int64_t n)
+{
+    block_q4_0x8 *out = dst;
+    for (int r = 0; r < 8; r++) {
+        const block_q4_0 *x = (const block_q4_0 *)((const uint8_t *)w + (size_t)r * w_stride);
+        for (int64_t b = 0; b < n / QK4_0; b++) {
+            uint8_t q[32];
+            _mm256_storeu_si256((__m256i *)q, nibbles_32(x[b].qs));
+            out[b].d[r] = x[b].d;
+            for (int g = 0; g < 8; g++)
+                memcpy(out[b].qs[g][r], q + 4 * g, 4);
+        }
+    }
+}
+
+/* The eight dots of packed rows with one activation row, lane r = row r. Per block: each group
+ * of four activation bytes is broadcast and multiplied with the eight rows' four quants by one
+ * maddubs; eight groups add up in i16 (16 products of q <= 15 and |y| <= 127: |sum| <= 30480),
+ * one madd finishes the block's exact i32 sum, 8 * sum(y) is taken off (q - 8), and the eight
+ * rows' scales are applied by one FMA. No horizontal adds. */
+void llm_vec_dot8_packed_q4_0_avx2(int64_t n, float s[8], const void *packed, const void *act,
+                                   const int32_t *act_sums)
+{
+    const block_q4_0x8 *x = packed;
+    const block_q8_0 *y = act;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK4_0; b++) {
+        __m256i s16 = _mm256_setzero_si256();
+        #pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            int32_t y4;
+            memcpy(&y4, y[b].qs + 4 * g, 4);
+            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)x[b].qs[g]),
+                                                             _mm256_set1_epi32(y4)));
+        }
+        __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(s16, ones), _mm256_set1_epi32(8 * act_sums[b]));
+        __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x[b].d)), _mm256_set1_ps(h2f(y[b].d)));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s32), acc);
+    }
+    _mm256_storeu_ps(s, acc);
+}
+
 void llm_vec_dot_q4_1_avx2(int64_t n, float *s, const void *w, const void *act)
 {
     const block_q4_1 *x = w;
