@@ -142,6 +142,14 @@ static void test_gemma(const char *path, const char *variant)
     CHECK(rc == 0 && m.tied_output);
     llm_model_free(&m);
 
+    /* and synth refuses to write one */
+    llm_synth_opts o = {.seed = 1, .vocab_path = vocab, .n_threads = 1};
+    CHECK(llm_synth_preset("tiny", "gemma", &o.shape, &err) == 0);
+    CHECK(llm_quant_target_parse("f32", &o.target, &err) == 0);
+    o.shape.tied_output = false;
+    CHECK(llm_synth_write(variant, &o, &err) == -1);
+    CHECK_CONTAINS(err.msg, "always token_embd");
+
     /* the rms epsilon has no default for gemma in llama.cpp */
     CHECK(rewrite(path, variant, "gemma.attention.layer_norm_rms_epsilon", NULL, 0, NULL, 0) == 0);
     CHECK(llm_model_load(&m, variant, NULL, &err) == -1);

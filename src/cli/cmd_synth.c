@@ -46,8 +46,8 @@ static int parse_u32(const char *s, uint32_t *out)
     return 0;
 }
 
-enum { O_ARCH = 256, O_SHAPE, O_EMBD, O_LAYER, O_HEAD, O_HEADKV, O_FF, O_CTX, O_HEADDIM, O_TIED, O_UNTIED, O_TYPE, O_SEED,
-       O_VOCAB, O_NAME };
+enum { O_ARCH = 256, O_SHAPE, O_EMBD, O_LAYER, O_HEAD, O_HEADKV, O_FF, O_CTX, O_HEADDIM, O_TIED, O_UNTIED, O_TYPE,
+       O_SEED, O_VOCAB, O_NAME };
 
 int cmd_synth(int argc, char **argv)
 {

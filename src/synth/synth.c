@@ -185,6 +185,8 @@ static int check_shape(const llm_synth_shape *s, llm_err *err)
         return llm_errf(err, "n_head %u is not a multiple of n_head_kv %u", s->n_head, s->n_head_kv);
     if (head_dim_of(s) % 2 || head_dim_of(s) > 1024)
         return llm_errf(err, "head dimension %u is odd or too large (RoPE rotates pairs)", head_dim_of(s));
+    if (!strcmp(s->arch, "gemma") && !s->tied_output)
+        return llm_errf(err, "gemma's output projection is always token_embd (llama.cpp never reads an output.weight)");
     if (s->n_layer > 4096 || s->n_embd > 65536 || s->n_ff > 1u << 20)
         return llm_errf(err, "dimensions too large");
     return 0;
@@ -413,7 +415,8 @@ static void write_metadata(gguf_writer *w, const llm_synth_opts *o, const gguf_f
     if (!gguf_find(vocab, "tokenizer.ggml.add_eos_token"))
         gguf_w_bool(w, "tokenizer.ggml.add_eos_token", false);
     if (!gguf_find(vocab, "tokenizer.chat_template"))
-        gguf_w_str(w, "tokenizer.chat_template", spm && strncmp(s->arch, "qwen", 4) ? LLAMA2_TEMPLATE : CHATML_TEMPLATE);
+        gguf_w_str(w, "tokenizer.chat_template",
+                   spm && strncmp(s->arch, "qwen", 4) ? LLAMA2_TEMPLATE : CHATML_TEMPLATE);
     const llm_quant_target *q = &o->target;
     if (q->type != LLM_F32 && q->type != LLM_F16 && q->type != LLM_BF16)
         gguf_w_u32(w, "general.quantization_version", 2);
