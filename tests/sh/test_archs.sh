@@ -104,7 +104,8 @@ def check(cond, label, msg):
 
 def compare(label, ref, out, TOL, check_tokens=True):
     if check_tokens:
-        check(out["tokens"] == ref["tokens"], label, "tokens %s vs llama.cpp %s" % (out["tokens"][:12], ref["tokens"][:12]))
+        check(out["tokens"] == ref["tokens"], label,
+              "tokens %s vs llama.cpp %s" % (out["tokens"][:12], ref["tokens"][:12]))
     if out["tokens"] != ref["tokens"]:
         return
     worst = 0.0
@@ -115,7 +116,8 @@ def compare(label, ref, out, TOL, check_tokens=True):
             if i in mine:
                 worst = max(worst, abs(mine[i] - l))
             elif l > kth + 2 * TOL:  # clearly inside llama.cpp's top-K: must be in ours
-                check(False, label, "position %d: token %d (logit %.6g, rank %d) missing from top-%d" % (p, i, l, r, len(rt)))
+                check(False, label, "position %d: token %d (logit %.6g, rank %d) missing from top-%d" % (
+                    p, i, l, r, len(rt)))
         if rt[0][1] - rt[1][1] > 2 * TOL:
             check(ot[0][0] == rt[0][0], label, "position %d: top-1 %d vs llama.cpp %d" % (p, ot[0][0], rt[0][0]))
     check(worst <= TOL, label, "top-K logits differ by up to %.3g (tolerance %g)" % (worst, TOL))
@@ -126,7 +128,8 @@ def compare(label, ref, out, TOL, check_tokens=True):
                 s, out["greedy_tokens"][s] if s < len(out["greedy_tokens"]) else None, want, ref["greedy_margins"][s]))
             break
         d = abs(out["greedy_logits"][s] - ref["greedy_logits"][s])
-        check(d <= TOL, label, "greedy step %d: logit %.7g vs llama.cpp %.7g" % (s, out["greedy_logits"][s], ref["greedy_logits"][s]))
+        check(d <= TOL, label, "greedy step %d: logit %.7g vs llama.cpp %.7g" % (
+            s, out["greedy_logits"][s], ref["greedy_logits"][s]))
         steps += 1
         if ref["greedy_margins"][s] <= 2 * TOL:
             break  # near-tie: the continuation may legitimately diverge after it
@@ -145,8 +148,8 @@ for arch in NAMES:
                 print("info %s prompt %d: max |top-K logit - llama.cpp| = %.3g" % (arch, i, w))
     f = os.path.join(tmp, "%s-scalar.json" % arch)
     if os.path.isfile(f):
-        compare("%s LLMAP_NO_SIMD=1 prompt %d" % (arch, n - 1), d["prompts"][n - 1], json.load(open(f, encoding="utf-8")),
-                tol)
+        compare("%s LLMAP_NO_SIMD=1 prompt %d" % (arch, n - 1), d["prompts"][n - 1],
+                json.load(open(f, encoding="utf-8")), tol)
 EOF
 while read -r status rest; do
     case $status in

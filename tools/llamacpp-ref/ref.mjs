@@ -87,7 +87,7 @@ for (let step = 0; step < args.greedy; step++) {
 const result = {
     compute: "llama.cpp via node-llama-cpp (prebuilt CPU backend), weights as stored",
     llama_cpp_release: llama.llamaCppRelease?.release ?? null,
-    node_llama_cpp: JSON.parse(readFileSync(path.join(installDir, "node_modules", "node-llama-cpp", "package.json"))).version,
+    node_llama_cpp: JSON.parse(readFileSync(path.join(installDir, "node_modules/node-llama-cpp/package.json"))).version,
     n_threads: args.threads,
     prompt: args.text,
     add_bos: tokens.length > 0 && tokens[0] === model.tokens.bos,
