@@ -10,10 +10,14 @@
 # forces llama.cpp onto the AVX2 code path the project targets even where the CPU reports AVX-512.
 #
 #   bench/vs-llamacpp.sh [TYPES...]      default: q4_0 q8_0 q4_k_m
-#   env: LLMAP_BIN (./llmap), VS_ROUNDS (3 alternations), VS_REPS (1 rep per process, after a
-#        warm-up), VS_THREADS (2), VS_PP / VS_TG (512 / 128), VS_AVX2 (1: also the forced-AVX2
-#        llama.cpp), VS_FIRST_TOKEN (1: warm load + first token on q4_0), VS_QUIET_WAIT (120 s
-#        at most to wait for a quiet machine before each run), VS_QUIET_MAX (30: 0.30 CPUs)
+#   env: LLMAP_BIN (./llmap)
+#        VS_ROUNDS (3 alternations), VS_REPS (1 rep per process, after a warm-up), VS_THREADS (2),
+#        VS_PP / VS_TG (512 / 128)
+#        VS_VARIANTS ("auto avx2": llama.cpp with ggml's own CPU variant choice, and forced AVX2)
+#        VS_FIRST_TOKEN (1: warm load + first token on q4_0), VS_FIRST_ROUNDS (VS_ROUNDS);
+#          VS_ROUNDS=0 measures only that
+#        VS_QUIET_WAIT (120: at most that many seconds of waiting for a quiet machine before each
+#          run), VS_QUIET_MAX (30: quiet = at most 0.30 CPUs busy with other processes)
 #
 # Each round runs `llmap bench MODEL --json` and bench/llamacpp.mjs on the same model, in an
 # order that flips every round. The table gives the median over rounds with the range, ratios
@@ -28,7 +32,7 @@ REPS=${VS_REPS:-1}
 THREADS=${VS_THREADS:-2}
 PP=${VS_PP:-512}
 TG=${VS_TG:-128}
-WANT_AVX2=${VS_AVX2:-1}
+read -r -a want_variants <<<"${VS_VARIANTS:-auto avx2}"
 WANT_FIRST=${VS_FIRST_TOKEN:-1}
 MODELS=build/bench-models
 NLC=${VS_LLAMACPP_DIR:-build/llamacpp}
@@ -108,17 +112,19 @@ for (const t of types) {
         }
     }
 }
-const head = ["model / llama.cpp CPU variant", `llmap pp${pp}`, `llama.cpp pp${pp}`, "ratio", `llmap tg${tg}`, `llama.cpp tg${tg}`,
-    "ratio", "bandwidth GB/s", "llmap tg roofline share", "llama.cpp tg roofline share", "others busy (CPUs, max)"];
-console.log("\n| " + head.join(" | ") + " |\n|" + head.map(() => "---").join("|") + "|");
-for (const r of rows) console.log("| " + r.join(" | ") + " |");
-console.log("\ntokens/s: median over rounds (min–max); ratio = llmap / llama.cpp (medians; in brackets the range of");
-console.log("round-by-round ratios); roofline share = tg tokens/s x weight bytes per token / median bandwidth of the rounds;");
-console.log("others busy = CPUs other processes kept busy in the second before a run (above ~0.3 of a CPU the numbers are noise).");
-const cpuHead = ["model / llama.cpp CPU variant", `llmap pp${pp}`, `llama.cpp pp${pp}`, "ratio", `llmap tg${tg}`, `llama.cpp tg${tg}`, "ratio"];
-console.log("\nthe same runs in tokens per CPU-second (all threads of the process; ggml's barrier spinning counts as CPU time):");
-console.log("\n| " + cpuHead.join(" | ") + " |\n|" + cpuHead.map(() => "---").join("|") + "|");
-for (const r of cpuRows) console.log("| " + r.join(" | ") + " |");
+if (rows.length) {
+    const head = ["model / llama.cpp CPU variant", `llmap pp${pp}`, `llama.cpp pp${pp}`, "ratio", `llmap tg${tg}`, `llama.cpp tg${tg}`,
+        "ratio", "bandwidth GB/s", "llmap tg roofline share", "llama.cpp tg roofline share", "others busy (CPUs, max)"];
+    console.log("\n| " + head.join(" | ") + " |\n|" + head.map(() => "---").join("|") + "|");
+    for (const r of rows) console.log("| " + r.join(" | ") + " |");
+    console.log("\ntokens/s: median over rounds (min–max); ratio = llmap / llama.cpp (medians; in brackets the range of");
+    console.log("round-by-round ratios); roofline share = tg tokens/s x weight bytes per token / median bandwidth of the rounds;");
+    console.log("others busy = CPUs other processes kept busy in the second before a run (above ~0.3 of a CPU the numbers are noise).");
+    const cpuHead = ["model / llama.cpp CPU variant", `llmap pp${pp}`, `llama.cpp pp${pp}`, "ratio", `llmap tg${tg}`, `llama.cpp tg${tg}`, "ratio"];
+    console.log("\nthe same runs in tokens per CPU-second (all threads of the process; ggml's barrier spinning counts as CPU time):");
+    console.log("\n| " + cpuHead.join(" | ") + " |\n|" + cpuHead.map(() => "---").join("|") + "|");
+    for (const r of cpuRows) console.log("| " + r.join(" | ") + " |");
+}
 const F1 = read("first.llmap.jsonl"), F2 = read("first.llamacpp.jsonl");
 if (F1.length || F2.length) {
     const lw = F1.map((x) => x.wall_ms), cw = F2.map((x) => x.wall_ms), ci = F2.map((x) => x.detail.ms_since_process_start.first_token);
@@ -197,8 +203,15 @@ make_avx2_tree() {
 }
 
 install_llamacpp
-variants=(auto)
-if [ "$WANT_AVX2" = 1 ] && make_avx2_tree; then variants+=(avx2); fi
+variants=()
+for v in "${want_variants[@]}"; do
+    case $v in
+    auto) variants+=(auto) ;;
+    avx2) if make_avx2_tree; then variants+=(avx2); fi ;;
+    *) echo "vs-llamacpp: VS_VARIANTS: unknown '$v' (auto, avx2)" >&2; exit 2 ;;
+    esac
+done
+[ ${#variants[@]} -gt 0 ] || skip "no llama.cpp variant to run"
 
 # --- models --------------------------------------------------------------------------------
 mkdir -p "$MODELS"
@@ -283,7 +296,7 @@ if [ "$WANT_FIRST" = 1 ] && [ -f "$MODELS/llama-1.1b-q4_0.gguf" ]; then
     model=$MODELS/llama-1.1b-q4_0.gguf
     "$BIN" run "$model" Hello --num-predict 1 --temperature 0 --threads "$THREADS" </dev/null >/dev/null 2>&1
     node bench/llamacpp.mjs "$model" --first-token -t "$THREADS" >/dev/null 2>&1
-    for r in $(seq 1 "$ROUNDS"); do
+    for r in $(seq 1 "${VS_FIRST_ROUNDS:-$ROUNDS}"); do
         t0=$(now_ms)
         if "$BIN" run "$model" Hello --num-predict 1 --temperature 0 --threads "$THREADS" </dev/null >/dev/null 2>>"$OUT/errors.log"; then
             echo "{\"round\": $r, \"wall_ms\": $(($(now_ms) - t0))}" >>"$OUT/first.llmap.jsonl"
