@@ -115,7 +115,9 @@ run_llmap() {
         >"$out.txt" 2>"$out.err"
 }
 field() { # field FILE: tokens/s of generation, MiB read, major faults, resident MiB when streaming
-    awk '/^generation:/ { for (i = 1; i <= NF; i++) if ($i == "tokens/s") g = $(i - 1) }
+    # (tokens ÷ seconds from "generation: N tokens in T s": the rounded tokens/s llmap prints has
+    # one decimal, too coarse below 1 token/s)
+    awk '/^generation:/ { for (i = 1; i <= NF; i++) if ($i == "tokens" && $(i + 2) + 0 > 0) g = $(i - 1) / $(i + 2) }
          /^page faults:/ { maj = $3; for (i = 1; i <= NF; i++) if ($i == "MiB") r = $(i - 1) }
          /streaming .* MiB resident/ { for (i = 1; i <= NF; i++) if ($i == "MiB") res = $(i - 1) }
          END { printf "%s %s %s %s\n", g + 0, r + 0, maj + 0, res + 0 }' "$1"
@@ -133,11 +135,19 @@ drop_cache
 run_llmap "$tmp/ref" direct --mmap || die "resident run failed: $(tail -3 "$tmp/ref.err")"
 read -r ref_tps _ <<<"$(field "$tmp/ref.err")"
 say "resident  $ref_tps tokens/s (no limit; the answer every limited run must reproduce)"
+# The same resident run again before each pair: on a shared machine the compute speed of the
+# moment says whether a limited run could be disk-bound at all (streaming overlaps the read
+# with compute, but not with more compute than the resident run needs).
+resident_now() {
+    run_llmap "$tmp/res" direct --mmap && field "$tmp/res.err" | awk '{ print $1 }'
+}
 
 cgroup_setup
 say "cgroup    $CG"
 fails=0
 for _ in $(seq "$REPS"); do
+    res_tps=$(resident_now)
+    say "resident  ${res_tps:-?} tokens/s now (load $(cut -d' ' -f1 /proc/loadavg))"
     for mode in mmap stream; do
         drop_cache
         read -r first1 bw1 <<<"$(disk_bw)"
@@ -178,7 +188,7 @@ for _ in $(seq "$REPS"); do
                 bw = (bw1 + bw2) / 2
                 keep = (lim - ovh) * 1048576; from_disk = size - keep
                 bound = bw * 1e9 / from_disk; reread = bw * 1e9 / size
-                printf "%-7s %5.2f tokens/s = %.2f of bound %.2f | disk %.2f GB/s re-read (%.2f, %.2f; first reads %.2f, %.2f) | %.0f MB from disk per token at the bound; re-read-all bound %.2f | %.0f MiB read (%.0f per token), %d major faults%s, wall %.1f s, cgroup peak %.0f MiB%s | load %s | %s\n",
+                printf "%-7s %5.3f tokens/s = %.2f of bound %.2f | disk %.2f GB/s re-read (%.2f, %.2f; first reads %.2f, %.2f) | %.0f MB from disk per token at the bound; re-read-all bound %.2f | %.0f MiB read (%.0f per token), %d major faults%s, wall %.1f s, cgroup peak %.0f MiB%s | load %s | %s\n",
                     m, tps, tps / bound, bound, bw, bw1, bw2, f1, f2, from_disk / 1e6, reread, mib, mib / (n + 1), maj,
                     (waited != "" ? sprintf(", compute waited %.1f s, %s", waited, reader) : ""), wall, peak / 1048576,
                     (res > 0 ? sprintf(", %d MiB resident", res) : ""), load, same
