@@ -1,7 +1,9 @@
 /*
  * GGUF reader/writer tests: the shared files parse with the values their README documents;
  * hand-built malformed files are each rejected with the specific error (file, offset, field);
- * truncation at every header offset is caught; the writer round-trips every value type.
+ * truncation at every header offset is caught; the writer round-trips every value type;
+ * general.file_type names follow llama.cpp's llama_ftype list, with the dominant tensor type
+ * as the fallback.
  *
  * Malformed files are assembled byte by byte with a small builder here, independent of the
  * writer under test.
@@ -604,9 +606,96 @@ static void test_check_arch(void)
     free(b.p);
 }
 
+/* llama.cpp's llama_ftype values (llama.h; gguf-py's LlamaFileType): 0 ALL_F32, 1 MOSTLY_F16,
+ * 2 Q4_0, 3 Q4_1, 4-6 removed (Q4_1_SOME_F16, Q4_2, Q4_3), 7 Q8_0, 8 Q5_0, 9 Q5_1, 10 Q2_K,
+ * 11-13 Q3_K_S/M/L, 14-15 Q4_K_S/M, 16-17 Q5_K_S/M, 18 Q6_K, 19-31 IQ types, 32 BF16. */
+static void test_file_type_names(void)
+{
+    static const struct { uint32_t ft; const char *name; } spec[] = {
+        {0, "F32"},     {1, "F16"},     {2, "Q4_0"},    {3, "Q4_1"},    {7, "Q8_0"},
+        {8, "Q5_0"},    {9, "Q5_1"},    {10, "Q2_K"},   {11, "Q3_K_S"}, {12, "Q3_K_M"},
+        {13, "Q3_K_L"}, {14, "Q4_K_S"}, {15, "Q4_K_M"}, {16, "Q5_K_S"}, {17, "Q5_K_M"},
+        {18, "Q6_K"},   {32, "BF16"},
+    };
+    for (size_t i = 0; i < sizeof spec / sizeof *spec; i++) {
+        const char *got = llm_file_type_name(spec[i].ft);
+        CHECK_MSG(got && strcmp(got, spec[i].name) == 0, "file type %u: got %s, want %s", spec[i].ft,
+                  got ? got : "NULL", spec[i].name);
+    }
+    /* removed types, an IQ type llmap does not name, past the table, absurd */
+    static const uint32_t unnamed[] = {4, 5, 6, 19, 30, 33, 1024, UINT32_MAX};
+    for (size_t i = 0; i < sizeof unnamed / sizeof *unnamed; i++)
+        CHECK_MSG(llm_file_type_name(unnamed[i]) == NULL, "file type %u should have no name", unnamed[i]);
+}
+
+/* Parses a hand-built file and returns gguf_quant_name of it (malloc'd), or NULL on a parse error. */
+static char *quant_of(bytes *b)
+{
+    gguf_file f;
+    llm_err err;
+    char *q = NULL;
+    if (gguf_parse(&f, "t.gguf", b->p, b->n, &err) == 0)
+        q = gguf_quant_name(&f);
+    else
+        CHECK_MSG(0, "parse: %s", err.msg);
+    gguf_free(&f);
+    free(b->p);
+    return q;
+}
+
+/* A file with an optional general.file_type and tensors: a Q8_0 [64] (68 bytes) and an F32 [n]. */
+static void quant_file(bytes *b, int ft, uint64_t n_f32)
+{
+    memset(b, 0, sizeof *b);
+    header(b, 3, 2, ft >= 0);
+    if (ft >= 0)
+        kv_u32(b, "general.file_type", (uint32_t)ft);
+    uint64_t ne_q[] = {64}, ne_f[] = {n_f32};
+    tinfo(b, "q", 1, ne_q, LLM_Q8_0, 0);
+    tinfo(b, "f", 1, ne_f, LLM_F32, 96);
+    pad_to(b, 32);
+    for (uint64_t i = 0; i < 96 + 4 * n_f32; i++)
+        u8(b, 0);
+}
+
+static void test_quant_name(void)
+{
+    bytes b;
+    char *q;
+    /* general.file_type wins over the tensors: 15 is Q4_K_M although no tensor is Q4_K */
+    quant_file(&b, 15, 4);
+    q = quant_of(&b);
+    CHECK_EQ_STR(q ? q : "", "Q4_K_M");
+    free(q);
+    /* missing: the type with the most bytes, upper case: 68 bytes of Q8_0 vs 16 of F32 */
+    quant_file(&b, -1, 4);
+    q = quant_of(&b);
+    CHECK_EQ_STR(q ? q : "", "Q8_0");
+    free(q);
+    /* ... and by bytes, not tensor count: 68 bytes of Q8_0 vs 128 of F32 */
+    quant_file(&b, -1, 32);
+    q = quant_of(&b);
+    CHECK_EQ_STR(q ? q : "", "F32");
+    free(q);
+    /* a value without a name (IQ4_XS) falls back the same way */
+    quant_file(&b, 30, 4);
+    q = quant_of(&b);
+    CHECK_EQ_STR(q ? q : "", "Q8_0");
+    free(q);
+    /* no file type, no tensors */
+    memset(&b, 0, sizeof b);
+    header(&b, 3, 0, 1);
+    kv_str(&b, "general.architecture", "llama");
+    q = quant_of(&b);
+    CHECK_EQ_STR(q ? q : "", "none");
+    free(q);
+}
+
 int main(void)
 {
     test_valid_minimal();
+    test_file_type_names();
+    test_quant_name();
     test_malformed();
     test_truncation_small();
     test_version2();

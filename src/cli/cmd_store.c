@@ -67,15 +67,6 @@ static int open_store(const char *cmd, llm_store **s)
     return 0;
 }
 
-static void human_size(char *buf, size_t n, double b)
-{
-    const char *u[] = {"B", "KB", "MB", "GB", "TB"};
-    int i = 0;
-    while (b >= 1000 && i < 4)
-        b /= 1000, i++;
-    snprintf(buf, n, i ? "%.1f %s" : "%.0f %s", b, u[i]);
-}
-
 static void print_json(cJSON *j)
 {
     char *s = cJSON_Print(j);
@@ -222,7 +213,7 @@ int cmd_list(int argc, char **argv)
         printf("%-40s %-14s %10s  %s\n", "NAME", "ID", "SIZE", "MODIFIED");
         for (size_t i = 0; i < l.n; i++) {
             char sz[32];
-            human_size(sz, sizeof sz, (double)l.items[i].size);
+            llm_human_bytes(sz, sizeof sz, (double)l.items[i].size);
             printf("%-40s %-14.12s %10s  %s\n", l.items[i].name, l.items[i].digest + 7, sz,
                    l.items[i].created ? l.items[i].created : "");
         }
@@ -230,18 +221,6 @@ int cmd_list(int argc, char **argv)
     llm_model_list_free(&l);
     llm_store_close(s);
     return 0;
-}
-
-/* llama.cpp's general.file_type values, for the quantization line of `show`. */
-static const char *file_type_name(uint32_t ft)
-{
-    static const char *const names[] = {
-        [0] = "F32",     [1] = "F16",     [2] = "Q4_0",    [3] = "Q4_1",   [7] = "Q8_0",
-        [8] = "Q5_0",    [9] = "Q5_1",    [10] = "Q2_K",   [11] = "Q3_K_S", [12] = "Q3_K_M",
-        [13] = "Q3_K_L", [14] = "Q4_K_S", [15] = "Q4_K_M", [16] = "Q5_K_S", [17] = "Q5_K_M",
-        [18] = "Q6_K",   [32] = "BF16",
-    };
-    return ft < sizeof names / sizeof *names ? names[ft] : NULL;
 }
 
 typedef struct model_facts {
@@ -275,22 +254,9 @@ static int read_facts(const char *path, model_facts *f, llm_err *err)
     gguf_get_u32(&g, key, &f->n_embd, NULL);
     snprintf(key, sizeof key, "%s.block_count", f->arch ? f->arch : "");
     gguf_get_u32(&g, key, &f->n_layer, NULL);
-    uint64_t bytes[LLM_TYPE_COUNT] = {0};
-    for (uint64_t i = 0; i < g.n_tensors; i++) {
+    for (uint64_t i = 0; i < g.n_tensors; i++)
         f->n_params += gguf_tensor_nelements(&g.tensors[i]);
-        bytes[g.tensors[i].type] += g.tensors[i].size;
-    }
-    uint32_t ft;
-    const char *ftn = gguf_get_u32(&g, "general.file_type", &ft, NULL) == 0 ? file_type_name(ft) : NULL;
-    if (ftn) {
-        f->quant = llm_xstrdup(ftn);
-    } else {
-        int best = -1;
-        for (int t = 0; t < LLM_TYPE_COUNT; t++)
-            if (bytes[t] && (best < 0 || bytes[t] > bytes[best]))
-                best = t;
-        f->quant = llm_xstrdup(best >= 0 ? llm_type_name((uint32_t)best) : "none");
-    }
+    f->quant = gguf_quant_name(&g);
     gguf_free(&g);
     llm_map_close(&m);
     return 0;
@@ -509,7 +475,7 @@ int cmd_ps(int argc, char **argv)
             const cJSON *sz = cJSON_GetObjectItemCaseSensitive(m, "size");
             const cJSON *ex = cJSON_GetObjectItemCaseSensitive(m, "expires_at");
             char hs[32];
-            human_size(hs, sizeof hs, cJSON_IsNumber(sz) ? sz->valuedouble : 0);
+            llm_human_bytes(hs, sizeof hs, cJSON_IsNumber(sz) ? sz->valuedouble : 0);
             printf("%-40s %10s  %s\n", cJSON_IsString(nm) ? nm->valuestring : "?", hs,
                    cJSON_IsString(ex) ? ex->valuestring : "");
         }

@@ -1,7 +1,11 @@
-/* The ggml tensor type table: names and block geometry (see types.h). */
+/* The ggml tensor type table: names and block geometry (see types.h); and the file-type
+ * names built on it, shared by `llmap list/show` and the server's /api/tags and /api/show. */
 #include "gguf/types.h"
 
+#include <ctype.h>
 #include <strings.h>
+
+#include "gguf/gguf.h"
 
 static const llm_type_info TYPES[LLM_TYPE_COUNT] = {
     [LLM_F32] = {"f32", 1, 4},
@@ -53,4 +57,44 @@ size_t llm_row_size(llm_type t, int64_t n)
     if (!ti || n < 0 || n % ti->blck)
         return 0;
     return (size_t)(n / ti->blck) * ti->size;
+}
+
+const char *llm_file_type_name(uint32_t ft)
+{
+    static const char *const names[] = {
+        [0] = "F32",     [1] = "F16",     [2] = "Q4_0",    [3] = "Q4_1",    [7] = "Q8_0",
+        [8] = "Q5_0",    [9] = "Q5_1",    [10] = "Q2_K",   [11] = "Q3_K_S", [12] = "Q3_K_M",
+        [13] = "Q3_K_L", [14] = "Q4_K_S", [15] = "Q4_K_M", [16] = "Q5_K_S", [17] = "Q5_K_M",
+        [18] = "Q6_K",   [32] = "BF16",
+    };
+    return ft < sizeof names / sizeof *names ? names[ft] : NULL;
+}
+
+/* The tensor type with the most bytes: what "mostly Qx" in a file type means. -1 without tensors. */
+static int dominant_type(const gguf_file *f)
+{
+    uint64_t bytes[LLM_TYPE_COUNT] = {0};
+    for (uint64_t i = 0; i < f->n_tensors; i++)
+        if ((uint32_t)f->tensors[i].type < LLM_TYPE_COUNT) /* the parser admits only known types */
+            bytes[f->tensors[i].type] += f->tensors[i].size;
+    int best = -1;
+    for (int t = 0; t < LLM_TYPE_COUNT; t++)
+        if (bytes[t] && (best < 0 || bytes[t] > bytes[best]))
+            best = t;
+    return best;
+}
+
+char *gguf_quant_name(const gguf_file *f)
+{
+    uint32_t ft;
+    const char *name = gguf_get_u32(f, "general.file_type", &ft, NULL) == 0 ? llm_file_type_name(ft) : NULL;
+    if (name)
+        return llm_xstrdup(name);
+    int t = dominant_type(f);
+    if (t < 0)
+        return llm_xstrdup("none");
+    char *s = llm_xstrdup(llm_type_name((uint32_t)t));
+    for (char *p = s; *p; p++)
+        *p = (char)toupper((unsigned char)*p);
+    return s;
 }

@@ -48,4 +48,14 @@ int llm_type_from_name(const char *name);
 /* Bytes of a row of n elements; 0 when n is not a multiple of the block size. */
 size_t llm_row_size(llm_type t, int64_t n);
 
+/* llama.cpp's general.file_type (llama_ftype) as its usual name: 15 -> "Q4_K_M"; NULL for
+ * values without one here (removed, IQ and other types llmap does not run). */
+const char *llm_file_type_name(uint32_t ft);
+
+struct gguf_file;
+/* The quantization label of a model, as `llmap show` and /api/tags report it: the name of
+ * general.file_type, else (key missing or value unnamed) the tensor type holding the most
+ * bytes in upper case ("Q8_0"), else "none" for a file without tensors. A malloc'd copy. */
+char *gguf_quant_name(const struct gguf_file *f);
+
 #endif

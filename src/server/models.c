@@ -149,20 +149,6 @@ void model_apply_defaults(const server_opts *o, const char *name, gen_req *g)
     llm_store_close(st);
 }
 
-/* general.file_type (llama.cpp's LLAMA_FTYPE values) as Ollama's quantization_level. */
-static const char *ftype_name(uint32_t ft)
-{
-    static const struct { uint32_t v; const char *name; } T[] = {
-        {0, "F32"}, {1, "F16"}, {2, "Q4_0"}, {3, "Q4_1"}, {7, "Q8_0"}, {8, "Q5_0"}, {9, "Q5_1"},
-        {10, "Q2_K"}, {11, "Q3_K_S"}, {12, "Q3_K_M"}, {13, "Q3_K_L"}, {14, "Q4_K_S"}, {15, "Q4_K_M"},
-        {16, "Q5_K_S"}, {17, "Q5_K_M"}, {18, "Q6_K"}, {32, "BF16"},
-    };
-    for (size_t i = 0; i < sizeof T / sizeof *T; i++)
-        if (T[i].v == ft)
-            return T[i].name;
-    return "unknown";
-}
-
 static uint32_t arch_u32(const gguf_file *f, const char *arch, const char *key)
 {
     char full[256];
@@ -193,8 +179,7 @@ static int meta_parse(const char *path, const char *canonical, model_meta *m, ll
         m->arch = llm_xstrdup("unknown");
     m->general_name = gguf_get_str(&f, "general.name", NULL);
     m->chat_template = gguf_get_str(&f, "tokenizer.chat_template", NULL);
-    uint32_t ft;
-    m->quant = llm_xstrdup(gguf_get_u32(&f, "general.file_type", &ft, NULL) ? "unknown" : ftype_name(ft));
+    m->quant = gguf_quant_name(&f); /* Ollama's quantization_level */
     for (uint64_t i = 0; i < f.n_tensors; i++)
         m->n_params += gguf_tensor_nelements(&f.tensors[i]);
     m->ctx_len = arch_u32(&f, m->arch, "context_length");

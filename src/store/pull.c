@@ -144,15 +144,6 @@ typedef struct progress {
     uint64_t now, total;
 } progress;
 
-static void human(char *buf, size_t n, double b)
-{
-    const char *u[] = {"B", "KB", "MB", "GB", "TB"};
-    int i = 0;
-    while (b >= 1000 && i < 4)
-        b /= 1000, i++;
-    snprintf(buf, n, i ? "%.1f %s" : "%.0f %s", b, u[i]);
-}
-
 static void progress_show(progress *p, int final)
 {
     if (!p->mode)
@@ -164,9 +155,9 @@ static void progress_show(progress *p, int final)
     double el = t - p->t0 > 1e-3 ? t - p->t0 : 1e-3;
     double rate = (double)(p->now - p->start) / el;
     char done[32], tot[32], rt[32], eta[32] = "";
-    human(done, sizeof done, (double)p->now);
-    human(tot, sizeof tot, (double)p->total);
-    human(rt, sizeof rt, rate);
+    llm_human_bytes(done, sizeof done, (double)p->now);
+    llm_human_bytes(tot, sizeof tot, (double)p->total);
+    llm_human_bytes(rt, sizeof rt, rate);
     if (p->total > p->now && rate > 1)
         snprintf(eta, sizeof eta, "ETA %.0fs", (double)(p->total - p->now) / rate);
     int pct = p->total ? (int)(100.0 * (double)p->now / (double)p->total) : 0;

@@ -1,4 +1,4 @@
-/* util — shared helpers: errors, checked allocation, byte buffers, clock. */
+/* util — shared helpers: errors, checked allocation, byte buffers, clock, byte counts. */
 #include "util/util.h"
 
 #include <stdio.h>
@@ -115,4 +115,13 @@ double llm_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void llm_human_bytes(char *buf, size_t n, double bytes)
+{
+    static const char *const unit[] = {"B", "KB", "MB", "GB", "TB"};
+    int i = 0;
+    while (bytes >= 1000 && i < 4)
+        bytes /= 1000, i++;
+    snprintf(buf, n, i ? "%.1f %s" : "%.0f %s", bytes, unit[i]);
 }

@@ -1,6 +1,6 @@
 /*
  * util — the few helpers every module shares: an error value that carries a message,
- * checked allocation, a growable byte buffer and a monotonic clock.
+ * checked allocation, a growable byte buffer, a monotonic clock and byte counts for people.
  *
  * Errors travel as an llm_err filled by the function that failed, so the message can name
  * the file, offset and field at the place where that is known; callers only add context.
@@ -43,6 +43,10 @@ void llm_buf_free(llm_buf *b);
 
 /* Seconds from a monotonic clock. */
 double llm_now(void);
+
+/* A byte count for people, in decimal units like Ollama prints them: "512 B", "1.5 KB",
+ * "4.2 GB" (one decimal from KB up; TB is the largest unit). Truncates to buf[n]. */
+void llm_human_bytes(char *buf, size_t n, double bytes);
 
 /* Checked arithmetic for sizes that come from untrusted input: return 0 on overflow. */
 static inline int llm_mul_ok(uint64_t a, uint64_t b, uint64_t *out)
