@@ -178,6 +178,11 @@ static void test_thrash(void)
     for (int i = 0; i < 100; i++) /* heavy reads but still at resident speed (fast disk): quiet */
         fired += llm_thrash_observe(&t, 100, 80u << 20, 0.05);
     CHECK_EQ_INT(fired, 0);
+    llm_thrash_init(&t, 100u << 20, 0); /* resident speed unknown: no comparison in the text */
+    for (int i = 0; i < 100; i++)
+        fired += llm_thrash_observe(&t, 600, 80u << 20, 1.0);
+    CHECK_EQ_INT(fired, 1);
+    CHECK_CONTAINS(t.message, "1.00 tokens/s. The model does not stay in memory");
 }
 
 /* Eight 1 MiB "layers", budget for the hot range + 3 layers + the window: the first layers stay

@@ -37,14 +37,15 @@ bool llm_thrash_observe(llm_thrash *t, uint64_t major_faults, uint64_t read_byte
     bool slow = t->resident_tok_s <= 0 || tok_s < 0.5 * t->resident_tok_s;
     if (heavy && slow) {
         t->warned = true;
+        char resident[64] = "";
+        if (t->resident_tok_s > 0)
+            snprintf(resident, sizeof resident, " where resident it would reach ~%.1f tokens/s", t->resident_tok_s);
         snprintf(t->message, sizeof t->message,
                  "warning: paging is slowing generation: %.0f MB read from disk per token (%.0f%% of the weights), "
-                 "%.0f major faults per token, %.2f tokens/s%s%.1f%s. The model does not stay in memory: use a "
+                 "%.0f major faults per token, %.2f tokens/s%s. The model does not stay in memory: use a "
                  "smaller quantization (e.g. q4_k_m), a shorter context (--ctx), close memory-hungry programs, "
                  "or let llmap stream the weights (--stream).",
-                 from_disk / 1e6, 100.0 * from_disk / (double)t->bytes_per_token, per_tok_faults, tok_s,
-                 t->resident_tok_s > 0 ? " where resident it would reach ~" : "",
-                 t->resident_tok_s > 0 ? t->resident_tok_s : 0.0, t->resident_tok_s > 0 ? " tokens/s" : "");
+                 from_disk / 1e6, 100.0 * from_disk / (double)t->bytes_per_token, per_tok_faults, tok_s, resident);
         return true;
     }
     /* slide: keep half the window so a change of regime shows within a few tokens */
