@@ -149,11 +149,19 @@ done:
     return rc;
 }
 
+#define CALIBRATE_MIN_TG 32
+
 /* Compares generation with what `llmap fit` predicts from the kernels' measured efficiencies
  * alone, and stores the ratio (attention, norms, synchronisation: what a whole forward pass adds)
  * in the machine profile, so later predictions for any model include it. */
 static void calibrate_fit(const llm_model *m, const bench_args *a, double tg_tps, bool json)
 {
+    if (a->tg < CALIBRATE_MIN_TG) { /* a few tokens time the first-token costs, not a forward pass */
+        if (!json)
+            printf("fit        not calibrated: %d generated tokens are too few (at least %d)\n", a->tg,
+                   CALIBRATE_MIN_TG);
+        return;
+    }
     llm_machine mc;
     bool cached;
     llm_machine_this(&mc, &cached);

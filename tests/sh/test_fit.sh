@@ -71,6 +71,17 @@ slow=$("$BIN" fit "$q4" --json | json_field "['resident_tokens_per_second']")
 check 'python3 -c "import sys; r=$fast/$slow; sys.exit(0 if 1.9 < r < 2.01 else 1)"' "q4_0 efficiency 0.8 vs 0.4: predicted $fast vs $slow tokens/s"
 echo '{"mem_bw_bytes_s": 2e10, "efficiency": 0.8, "disk_bytes_s": 1e9}' >"$XDG_CACHE_HOME/llmap/machine.json"
 
+# `llmap bench MODEL` stores the forward-pass factor only from a real generation run: a handful
+# of tokens would time first-token costs and spoil every later prediction.
+echo '{"mem_bw_bytes_s": 2e10, "efficiency": 0.8, "disk_bytes_s": 1e9, "forward_factor": 0.5}' >"$XDG_CACHE_HOME/llmap/machine.json"
+"$BIN" bench "$SHARED/models/tiny-llama-q8_0.gguf" --pp 8 --tg 4 --threads 1 >"$tmp/b" 2>&1
+ff=$(json_field "['forward_factor']" <"$XDG_CACHE_HOME/llmap/machine.json")
+check '[ "$ff" = 0.5 ] && grep -q "not calibrated" "$tmp/b"' "a 4-token bench leaves the forward factor alone (now $ff)"
+"$BIN" bench "$SHARED/models/tiny-llama-q8_0.gguf" --pp 8 --tg 32 --threads 1 >"$tmp/b" 2>&1
+ff=$(json_field "['forward_factor']" <"$XDG_CACHE_HOME/llmap/machine.json")
+check '[ "$ff" != 0.5 ] && grep -q "factor updated" "$tmp/b"' "a 32-token bench updates it (now $ff)"
+echo '{"mem_bw_bytes_s": 2e10, "efficiency": 0.8, "disk_bytes_s": 1e9}' >"$XDG_CACHE_HOME/llmap/machine.json"
+
 # ---- predicted vs measured peak RSS --------------------------------------------------------------
 # Not under ASan (make asan sets LLMAP_SANITIZED): its shadow memory and quarantine are RSS the
 # real program does not have; that suite is about memory safety, the plain suite checks this.
