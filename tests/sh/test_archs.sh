@@ -27,23 +27,8 @@
 # table takes is not pinned down). LLMAP_NO_SIMD=1 (the scalar Q8_0 dot, another summation
 # order) is 0.11 off on the amplified gemma.
 # No node at test time: only the stored references are read.
-set -u
-BIN=${LLMAP_BIN:-./llmap}
-ROOT=${LLMAP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-SHARED=${LLMAP_SHARED:-$ROOT/../shared}
-pass=0; fail=0; skip=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL test_archs: $*" >&2; }
-finish() {
-    if [ "$skip" -gt 0 ]; then echo "archs: $pass passed, $fail failed, $skip skipped"
-    else echo "archs: $pass passed, $fail failed"; fi
-    [ "$fail" -eq 0 ]; exit
-}
-skip_all() {
-    echo "SKIP test_archs: $*" >&2
-    if [ "${LLMAP_REQUIRE_SHARED:-0}" = 1 ]; then fail=$((fail + 1)); else skip=$((skip + 1)); fi
-    finish
-}
+TEST=archs
+. "$(dirname "$0")/lib.sh"
 [ -d "$SHARED/models/vocab" ] || skip_all "shared vocabularies not found at $SHARED/models/vocab"
 command -v python3 >/dev/null || skip_all "python3 is needed to compare JSON outputs"
 [ -x "$BIN" ] || skip_all "binary $BIN not found"

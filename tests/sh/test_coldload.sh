@@ -9,25 +9,13 @@
 # embedding table the read-in skips. With
 # LLMAP_NO_POPULATE=1 the same cold run still answers the same. Timing is not checked here
 # (a shared machine is too noisy for a test; bench/memory.sh and the report measure it).
-set -u
-BIN=${LLMAP_BIN:-./llmap}
-ROOT=${LLMAP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-SHARED=${LLMAP_SHARED:-$ROOT/../shared}
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL test_coldload: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
-finish() { echo "coldload: $pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit; }
-skip() {
-    echo "SKIP test_coldload: $1" >&2
-    [ -n "${LLMAP_REQUIRE_SHARED:-}" ] && bad "required: $1"
-    finish
-}
+TEST=coldload
+. "$(dirname "$0")/lib.sh"
 
 SRC=$SHARED/models/tiny-llama-q8_0.gguf
-[ -f "$SRC" ] || skip "$SRC not found (set LLMAP_SHARED)"
-command -v fincore >/dev/null || skip "fincore (util-linux) not installed"
-dd if=/dev/null iflag=nocache count=0 status=none 2>/dev/null || skip "dd has no iflag=nocache (not GNU coreutils)"
+[ -f "$SRC" ] || skip_all "$SRC not found (set LLMAP_SHARED)"
+command -v fincore >/dev/null || skip_all "fincore (util-linux) not installed"
+dd if=/dev/null iflag=nocache count=0 status=none 2>/dev/null || skip_all "dd has no iflag=nocache (not GNU coreutils)"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -3,20 +3,8 @@
 # predicted peak memory is within 5 % of the peak RSS measured for a real `llmap run`; the JSON
 # carries its fields; --target predicts for listed hardware (a model too big for an 8 GB M1 is
 # paging there, one too big for a 8 GB GPU does not run); bad input gives clear errors.
-set -u
-BIN=${LLMAP_BIN:-./llmap}
-ROOT=${LLMAP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-SHARED=${LLMAP_SHARED:-$ROOT/../shared}
-pass=0; fail=0; skip=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL test_fit: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
-finish() {
-    if [ "$skip" -gt 0 ]; then echo "fit: $pass passed, $fail failed, $skip skipped"
-    else echo "fit: $pass passed, $fail failed"; fi
-    [ "$fail" -eq 0 ]
-    exit
-}
+TEST=fit
+. "$(dirname "$0")/lib.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export XDG_CACHE_HOME=$tmp/cache   # a private machine profile (none at first: the quick probe runs)

@@ -10,23 +10,8 @@
 #     (free-running, as a user would see it; test_model.c checks every step teacher-forced).
 # Then, on one model, the output must not change with --threads 2 or --no-mmap (bit-identical
 # JSON) and stay within the native tolerance with LLMAP_NO_SIMD=1.
-set -u
-BIN=${LLMAP_BIN:-./llmap}
-ROOT=${LLMAP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-SHARED=${LLMAP_SHARED:-$ROOT/../shared}
-pass=0; fail=0; skip=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL test_reference: $*" >&2; }
-finish() {
-    if [ "$skip" -gt 0 ]; then echo "reference: $pass passed, $fail failed, $skip skipped"
-    else echo "reference: $pass passed, $fail failed"; fi
-    [ "$fail" -eq 0 ]; exit
-}
-skip_all() {
-    echo "SKIP test_reference: $*" >&2
-    if [ "${LLMAP_REQUIRE_SHARED:-0}" = 1 ]; then fail=$((fail + 1)); else skip=$((skip + 1)); fi
-    finish
-}
+TEST=reference
+. "$(dirname "$0")/lib.sh"
 [ -f "$SHARED/README.md" ] || skip_all "shared data not found at $SHARED"
 command -v python3 >/dev/null || skip_all "python3 is needed to compare JSON outputs"
 [ -x "$BIN" ] || skip_all "binary $BIN not found"

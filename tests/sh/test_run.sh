@@ -3,25 +3,9 @@
 # determinism, options, errors), and the interactive chat in a real terminal (tmux): a message
 # and its answer, Ctrl-C in the middle of a long answer returning to a working prompt, Ctrl-C
 # at the prompt, /set, /show, /clear, multi-line input, /bye and Ctrl-D.
-set -u
-BIN=${LLMAP_BIN:-./llmap}
-ROOT=${LLMAP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-SHARED=${LLMAP_SHARED:-$ROOT/../shared}
+TEST=run
+. "$(dirname "$0")/lib.sh"
 MODEL=$SHARED/models/tiny-llama-q8_0.gguf
-pass=0; fail=0; skip=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL test_run: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
-skip() {
-    echo "SKIP test_run: $*" >&2
-    if [ "${LLMAP_REQUIRE_SHARED:-0}" = 1 ]; then fail=$((fail + 1)); else skip=$((skip + 1)); fi
-}
-finish() {
-    if [ "$skip" -gt 0 ]; then echo "run: $pass passed, $fail failed, $skip skipped"
-    else echo "run: $pass passed, $fail failed"; fi
-    [ "$fail" -eq 0 ]
-    exit
-}
 tmp=$(mktemp -d)
 SOCK=llmap-test-$$
 cleanup() {

@@ -8,25 +8,13 @@
 # model file's lines only) and, as the brief asks, on the process total from smaps_rollup's
 # Pss_File. The model is a private copy of a shared one, so no other process on this machine
 # (other tests) maps the same file and moves the figures.
-set -u
-BIN=${LLMAP_BIN:-./llmap}
-ROOT=${LLMAP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-SHARED=${LLMAP_SHARED:-$ROOT/../shared}
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL test_share: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
-finish() { echo "share: $pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit; }
-skip() {
-    echo "SKIP test_share: $1" >&2
-    [ -n "${LLMAP_REQUIRE_SHARED:-}" ] && bad "required: $1"
-    finish
-}
+TEST=share
+. "$(dirname "$0")/lib.sh"
 
 SRC=$SHARED/models/tiny-llama-q8_0.gguf
-[ -f "$SRC" ] || skip "$SRC not found (set LLMAP_SHARED)"
-[ -r /proc/self/smaps ] || skip "no /proc/PID/smaps (not Linux?)"
-command -v curl >/dev/null || skip "curl not installed"
+[ -f "$SRC" ] || skip_all "$SRC not found (set LLMAP_SHARED)"
+[ -r /proc/self/smaps ] || skip_all "no /proc/PID/smaps (not Linux?)"
+command -v curl >/dev/null || skip_all "curl not installed"
 
 tmp=$(mktemp -d)
 PIDS=()

@@ -1,0 +1,28 @@
+# lib.sh — the counting and skipping every shell test shares; sourced after setting TEST.
+#
+#   TEST=name; . "$(dirname "$0")/lib.sh"
+#
+# Gives BIN, ROOT and SHARED (overridable by LLMAP_BIN, LLMAP_ROOT, LLMAP_SHARED as the runner
+# sets them), ok / bad / check 'shell condition' 'what', skip (counts a skipped check: a failure
+# when LLMAP_REQUIRE_SHARED=1, as in CI), skip_all (skip, then finish) and finish, which prints
+# the closing "NAME: N passed, N failed[, N skipped]" line the runner reads and exits non-zero
+# on any failure.
+set -u
+BIN=${LLMAP_BIN:-./llmap}
+ROOT=${LLMAP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+SHARED=${LLMAP_SHARED:-$ROOT/../shared}
+pass=0; fail=0; skip=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL test_$TEST: $*" >&2; }
+check() { if eval "$1"; then ok; else bad "$2"; fi; }
+finish() {
+    if [ "$skip" -gt 0 ]; then echo "$TEST: $pass passed, $fail failed, $skip skipped"
+    else echo "$TEST: $pass passed, $fail failed"; fi
+    [ "$fail" -eq 0 ]
+    exit
+}
+skip() {
+    echo "SKIP test_$TEST: $*" >&2
+    if [ "${LLMAP_REQUIRE_SHARED:-0}" = 1 ]; then fail=$((fail + 1)); else skip=$((skip + 1)); fi
+}
+skip_all() { skip "$@"; finish; }
