@@ -131,7 +131,7 @@ uint64_t llm_stream_resident_bytes(const llm_stream *s);
 typedef struct llm_stream_stats {
     uint64_t bytes_read;  /* streamed bytes read so far */
     double wait_seconds;  /* compute time spent waiting for a streamed layer to arrive */
-    double read_seconds;  /* time the reader spent inside reads (bytes_read / this: its bandwidth) */
+    double read_seconds;  /* time with a read in flight (bytes_read / this: the readers' bandwidth) */
     int reader_nice;      /* the reader thread's nice value (< 0: raised above compute) */
     int walks, walks_direct; /* buffer mode: walks (tokens) so far, and how many read with O_DIRECT */
     bool locked;          /* the resident part is locked in RAM */

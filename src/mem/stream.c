@@ -44,9 +44,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
@@ -84,10 +86,12 @@ struct llm_stream {
     int *slot_layer;      /* per slot: the layer it holds or is receiving, -1 free */
     int *layer_slot;      /* per layer: its slot, -1 none */
     uint64_t max_layer;
+    uint64_t slot_bytes;  /* a buffer's size: max_layer and two pages, in whole huge pages */
     int read_fd;          /* buffer mode: the file opened again, for one sequential stream */
     int direct_fd;        /* buffer mode: the file opened with O_DIRECT, -1 when refused */
     bool direct;          /* the read mode now: direct_fd with N_READERS readers, else read_fd */
     int active_readers;   /* readers taking work (mapping mode: all); the others only wait */
+    uint64_t cache_from, cache_end; /* cached reads: bytes read and not yet dropped (drop_behind) */
     /* buffer mode: which read mode is faster, measured on this machine now (choose_read_mode) */
     int n_walks;          /* walks begun */
     double walk_t0;       /* when the current walk began */
@@ -101,7 +105,18 @@ struct llm_stream {
     /* counters for --verbose and the benchmark */
     uint64_t bytes_read;
     double wait_seconds;  /* compute waiting for a layer to arrive */
-    double read_seconds;  /* readers inside a read (the disk busy on our behalf) */
+    double read_seconds;  /* time with a read in flight (the disk busy on our behalf) */
+    double idle_seconds;  /* time with no read in flight (every buffer full or nothing queued) */
+    int in_flight;        /* reads in progress */
+    double busy_since, idle_since; /* when in_flight last became > 0, and 0 */
+    /* LLMAP_STREAM_TRACE=1: one record per walk, printed at free (the per-token timeline) */
+    struct walk_rec {
+        double t0, t_end, t_next; /* the walk's start, its end call, the next walk's start */
+        double wait, read, idle;  /* counters at t0, then their growth until t_next */
+        uint64_t bytes;
+        bool direct;
+    } *trace;
+    int n_trace;
     int reader_nice;      /* the reader's priority: READER_NICE when raising it was allowed */
     bool may_raise;       /* LLMAP_STREAM_NICE=0 was not set */
     int fixed_mode;       /* LLMAP_STREAM_DIRECT: 0 page cache, 1 O_DIRECT, -1 unset: measured */
@@ -109,9 +124,37 @@ struct llm_stream {
 
 #define PAGE 4096u /* slot offset alignment: a layer keeps its file offset modulo a page */
 
-/* Buffer mode: one piece of the file into a slot, then out of the page cache (the copy is what
- * compute uses). A short read (file shrank) leaves zeros, as the mapping's SIGBUS guard does;
- * llm_map_check reports the shrunken file. */
+/* Cached reads drop what they read from the page cache behind them in whole units of this size,
+ * aligned in the file. The kernel reads ahead into large folios (up to 2 MiB, naturally aligned
+ * in the file), and a drop whose end falls inside a folio evicts the whole folio, pages already
+ * read ahead past the piece included: the next piece then starts with a synchronous read and
+ * the read-ahead pipeline starts over. Dropping each 8 MiB piece right after its copy that way
+ * halved the reader: alone on the model file, 1.5-2.0 GB/s against 4.2-4.6 GB/s for the same
+ * reads dropped up to the last 2 MiB boundary behind them (and `dd bs=4M`: 4.3). */
+#define DROP_UNIT (2ull << 20)
+
+/* After a cached read of [off, off + len): drops the cached bytes behind the reader up to the last
+ * DROP_UNIT boundary; a read that does not continue the previous one first drops the rest of the
+ * previous run (nothing reads on from there). Only the one cached reader calls it (buffer mode
+ * reads through the page cache with one reader), so cache_from/cache_end need no lock. */
+static void drop_behind(llm_stream *s, uint64_t off, uint64_t len)
+{
+    if (off != s->cache_end) {
+        if (s->cache_end > s->cache_from)
+            llm_map_drop_cache(s->map, s->cache_from, s->cache_end - s->cache_from);
+        s->cache_from = off;
+    }
+    s->cache_end = off + len;
+    uint64_t upto = s->cache_end / DROP_UNIT * DROP_UNIT;
+    if (upto > s->cache_from) {
+        llm_map_drop_cache(s->map, s->cache_from, upto - s->cache_from);
+        s->cache_from = upto;
+    }
+}
+
+/* Buffer mode: one piece of the file into a slot (the copy is what compute uses), then out of
+ * the page cache behind it. A short read (file shrank) leaves zeros, as the mapping's SIGBUS
+ * guard does; llm_map_check reports the shrunken file. */
 static void read_piece(llm_stream *s, uint8_t *dst, uint64_t off, uint64_t len, bool direct)
 {
     const llm_map *m = s->map;
@@ -128,7 +171,7 @@ static void read_piece(llm_stream *s, uint8_t *dst, uint64_t off, uint64_t len, 
         done += (uint64_t)n;
     }
     if (!direct)
-        llm_map_drop_cache(m, off, len);
+        drop_behind(s, off, len);
 }
 
 /* The bytes a reader fetches for layer il: in buffer mode the layer's range rounded out to
@@ -187,15 +230,20 @@ static void *reader_main(void *arg)
         s->pending[il]++;
         uint8_t *dst = s->slot ? s->slot[s->layer_slot[il]] + (off - r.off) : NULL;
         bool direct = s->direct;
+        if (s->in_flight++ == 0) { /* the disk starts working for us */
+            s->busy_since = llm_now();
+            s->idle_seconds += s->busy_since - s->idle_since;
+        }
         pthread_mutex_unlock(&s->lock);
-        double t0 = llm_now();
         if (dst)
             read_piece(s, dst, off, len, direct);
         else
             llm_map_populate_range(s->map, off, len, 1);
-        double dt = llm_now() - t0;
         pthread_mutex_lock(&s->lock);
-        s->read_seconds += dt;
+        if (--s->in_flight == 0) {
+            s->idle_since = llm_now();
+            s->read_seconds += s->idle_since - s->busy_since;
+        }
         s->bytes_read += len;
         if (--s->pending[il] == 0 && s->handed[il] >= r.len) {
             s->state[il] = LOADED;
@@ -204,6 +252,69 @@ static void *reader_main(void *arg)
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
+}
+
+/* LLMAP_STREAM_TRACE=1: the per-token timeline, for tuning. A record per walk (up to TRACE_MAX):
+ * the counters at its start, its end call, and the counters at the next walk's start (or the
+ * free), so the records tile the time. Printed at free as one line per walk: compute's time and
+ * how much of it was waiting for a layer, the time from the walk's end to the next (output
+ * projection, sampling), and what the disk did over the whole span. */
+#define TRACE_MAX 4096
+
+/* Seconds with a read in flight, and without, up to now (the interval in progress included).
+ * Lock held. */
+static double busy_until(const llm_stream *s, double now)
+{
+    return s->read_seconds + (s->in_flight > 0 ? now - s->busy_since : 0);
+}
+static double idle_until(const llm_stream *s, double now)
+{
+    return s->idle_seconds + (s->in_flight == 0 ? now - s->idle_since : 0);
+}
+
+/* Closes the open record (if any) at now. Lock held. */
+static void trace_close(llm_stream *s, double now)
+{
+    if (!s->trace || s->n_trace == 0 || s->trace[s->n_trace - 1].t_next > 0)
+        return;
+    struct walk_rec *w = &s->trace[s->n_trace - 1];
+    w->t_next = now;
+    w->wait = s->wait_seconds - w->wait;
+    w->read = busy_until(s, now) - w->read;
+    w->idle = idle_until(s, now) - w->idle;
+    w->bytes = s->bytes_read - w->bytes;
+}
+
+/* At a walk's start (begin) or end call. Lock held. */
+static void trace_walk(llm_stream *s, bool begin)
+{
+    if (!s->trace)
+        return;
+    double now = llm_now();
+    if (!begin) {
+        if (s->n_trace > 0 && s->trace[s->n_trace - 1].t_next == 0)
+            s->trace[s->n_trace - 1].t_end = now;
+        return;
+    }
+    trace_close(s, now);
+    if (s->n_trace < TRACE_MAX)
+        s->trace[s->n_trace++] = (struct walk_rec){now,         0, 0, s->wait_seconds, busy_until(s, now),
+                                                   idle_until(s, now), s->bytes_read, s->direct};
+}
+
+static void trace_print(llm_stream *s)
+{
+    trace_close(s, llm_now());
+    for (int i = 0; i < s->n_trace; i++) {
+        const struct walk_rec *w = &s->trace[i];
+        double span = w->t_next - w->t0, walk = (w->t_end > 0 ? w->t_end : w->t_next) - w->t0;
+        fprintf(stderr,
+                "llmap: stream walk %3d: %6.1f ms = compute %6.1f + waiting for a layer %6.1f + after the walk %5.1f "
+                "| disk: %6.1f MiB, reading %6.1f ms (%.2f GB/s), idle %5.1f ms%s\n",
+                i, span * 1e3, (walk - w->wait) * 1e3, w->wait * 1e3, (span - walk) * 1e3, w->bytes / 1048576.0,
+                w->read * 1e3, w->read > 0 ? w->bytes / w->read / 1e9 : 0.0, w->idle * 1e3,
+                w->direct ? ", O_DIRECT" : "");
+    }
 }
 
 /* Queues layer il for reading unless it is resident, queued or in already. Lock held. */
@@ -280,6 +391,9 @@ llm_stream *llm_stream_new(const llm_map *m, const llm_range *layers, int n_laye
     s->may_raise = !(env && *env && atoi(env) == 0);
     env = getenv("LLMAP_STREAM_DIRECT");
     s->fixed_mode = env && *env ? atoi(env) != 0 : -1;
+    env = getenv("LLMAP_STREAM_TRACE");
+    if (env && *env && atoi(env) != 0)
+        s->trace = llm_xcalloc(TRACE_MAX, sizeof *s->trace);
     s->n_layers = n_layers;
     s->lookahead = lookahead > 0 ? lookahead : 2;
     s->layers = llm_xmalloc(sizeof *s->layers * (size_t)(n_layers ? n_layers : 1));
@@ -324,6 +438,7 @@ llm_stream *llm_stream_new(const llm_map *m, const llm_range *layers, int n_laye
     pthread_cond_init(&s->cond, NULL);
     pthread_cond_init(&s->done_cond, NULL);
     s->active_readers = N_READERS;
+    s->idle_since = llm_now();
     for (int i = 0; i < N_READERS && pinned < n_layers; i++)
         if (pthread_create(&s->threads[s->n_threads], NULL, reader_main, s) == 0)
             s->n_threads++;
@@ -341,6 +456,8 @@ void llm_stream_free(llm_stream *s)
         return;
     if (s->queue) {
         pthread_mutex_lock(&s->lock);
+        if (s->trace)
+            trace_print(s);
         s->stop = true;
         pthread_cond_broadcast(&s->cond);
         pthread_mutex_unlock(&s->lock);
@@ -358,13 +475,14 @@ void llm_stream_free(llm_stream *s)
             llm_map_drop_cache(s->map, r.off, r.len);
         }
         for (int k = 0; k < s->n_slots; k++)
-            plat_unmap(s->slot[k], s->max_layer + 2 * PAGE);
+            plat_unmap(s->slot[k], s->slot_bytes);
         pthread_cond_destroy(&s->walk_cond);
         if (s->read_fd >= 0)
             close(s->read_fd);
         if (s->direct_fd >= 0)
             close(s->direct_fd);
     }
+    free(s->trace);
     free(s->slot);
     free(s->slot_layer);
     free(s->layer_slot);
@@ -377,6 +495,30 @@ void llm_stream_free(llm_stream *s)
     free(s);
 }
 
+/* A streaming buffer, aligned to and backed by 2 MiB pages where the kernel gives them
+ * (transparent huge pages in "madvise" mode, the usual default). O_DIRECT reads into 4 KiB pages
+ * ran at 1.4-1.8 GB/s on this machine kind's virtual disk, with 1-4 readers and 8-16 MiB reads:
+ * every read pins and maps each page of its buffer for the device. Into 2 MiB pages the same
+ * reads ran at 5.0-6.0 GB/s, faster than a cached `dd` (4.2), and without the copy out of the
+ * page cache. Compute reading the buffers takes fewer TLB misses too. NULL when out of memory. */
+#define HUGE_PAGE (2ull << 20)
+
+static uint8_t *map_slot(uint64_t bytes)
+{
+    uint8_t *raw = plat_map_anon(bytes + HUGE_PAGE);
+    if (!raw)
+        return NULL;
+    uint64_t head = (HUGE_PAGE - (uintptr_t)raw % HUGE_PAGE) % HUGE_PAGE;
+    if (head)
+        plat_unmap(raw, head); /* (unmapping part of a mapping is allowed: keep the aligned part) */
+    if (HUGE_PAGE - head)
+        plat_unmap(raw + head + bytes, HUGE_PAGE - head);
+#ifdef MADV_HUGEPAGE
+    madvise(raw + head, bytes, MADV_HUGEPAGE); /* advice: refused or unavailable, 4 KiB pages serve */
+#endif
+    return raw + head;
+}
+
 int llm_stream_set_binder(llm_stream *s, llm_stream_bind_fn bind, void *user, llm_err *err)
 {
     s->bind_user = user; /* owned from here on, also on failure */
@@ -385,23 +527,24 @@ int llm_stream_set_binder(llm_stream *s, llm_stream_bind_fn bind, void *user, ll
     for (int i = s->first_streamed; i < s->n_layers; i++)
         s->max_layer = s->layers[i].len > s->max_layer ? s->layers[i].len : s->max_layer;
     int n = s->lookahead + 1;
+    s->slot_bytes = (s->max_layer + 2 * PAGE + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
     uint8_t **slot = llm_xcalloc((size_t)n, sizeof *slot);
     for (int k = 0; k < n; k++) {
-        slot[k] = plat_map_anon(s->max_layer + 2 * PAGE);
+        slot[k] = map_slot(s->slot_bytes);
         if (!slot[k]) {
             for (int j = 0; j < k; j++)
-                plat_unmap(slot[j], s->max_layer + 2 * PAGE);
+                plat_unmap(slot[j], s->slot_bytes);
             free(slot);
             return llm_errf(err, "%s: cannot allocate %d streaming buffers of %.1f MiB", s->map->path, n,
                             s->max_layer / 1048576.0);
         }
-        memset(slot[k], 0, s->max_layer + 2 * PAGE); /* mapped once, for good */
+        memset(slot[k], 0, s->slot_bytes); /* mapped once, for good */
     }
     s->read_fd = open(s->map->path, O_RDONLY | O_CLOEXEC); /* -1: share the map's descriptor */
     if (s->fixed_mode != 0)
         s->direct_fd = open(s->map->path, O_RDONLY | O_CLOEXEC | O_DIRECT); /* -1: not supported here */
     pthread_mutex_lock(&s->lock);
-    s->direct = s->fixed_mode == 1 && s->direct_fd >= 0;
+    s->direct = s->fixed_mode != 0 && s->direct_fd >= 0; /* (measured from walk 1 on, unless fixed) */
     s->active_readers = s->direct ? N_READERS : 1;
     s->slot_layer = llm_xmalloc(sizeof *s->slot_layer * (size_t)n);
     s->layer_slot = llm_xmalloc(sizeof *s->layer_slot * (size_t)s->n_layers);
@@ -425,7 +568,7 @@ void llm_stream_get_stats(llm_stream *s, llm_stream_stats *st)
     pthread_mutex_lock(&s->lock);
     st->bytes_read = s->bytes_read;
     st->wait_seconds = s->wait_seconds;
-    st->read_seconds = s->read_seconds;
+    st->read_seconds = busy_until(s, llm_now());
     st->reader_nice = s->reader_nice;
     st->walks = s->n_walks;
     st->walks_direct = s->walks_direct;
@@ -463,35 +606,40 @@ static void walk_begin(llm_stream *s)
     s->walker = self;
 }
 
-/* Buffer mode reads either through the page cache (one reader, plain pread, dropped behind) or
- * around it (O_DIRECT, two readers taking pieces in turn: no read-ahead to lose, so two requests
- * in flight). Which is faster depends on the moment, so it is measured rather than assumed. On
- * this machine kind's virtual disk the cached path reads faster (2-4 GB/s against 1-1.3 for
- * O_DIRECT) but copies every byte out of the page cache: on a busy machine that copy competes
- * with compute for the CPU (perf: a third of the process's CPU time in _copy_to_iter at load
- * 8-12), and O_DIRECT, which the host writes straight into the buffers, ran at twice the tokens/s.
+/* Buffer mode reads either around the page cache (O_DIRECT, N_READERS readers taking pieces in
+ * turn, so that several requests are in flight: there is no kernel read-ahead to lose) or through
+ * it (one reader, plain pread, dropped behind: one sequential stream the kernel reads ahead).
+ * O_DIRECT into the huge-page buffers (map_slot) is the faster one here: alone on the disk
+ * 5.0-6.0 GB/s against 4.2-4.6 cached, and it needs almost no CPU, where the cached read copies
+ * every byte out of the page cache (perf: a third of the process's CPU time in _copy_to_iter on
+ * a busy machine) in competition with compute. But a file system may refuse O_DIRECT, and a
+ * disk, a file system or a machine whose huge pages ran out may serve it slower; so the choice
+ * is measured rather than assumed.
  *
- * So the walks (tokens) are timed from one walk's start to the next's, in cycles of TRIAL_CYCLE
- * walks: two walks cached, two direct, and the rest in the mode whose second trial walk was
- * faster (the first one of each pair carries the read-ahead made in the other mode). Walk 0 (the
- * prompt, a batch) is not a trial. At most two walks in a cycle run in the slower mode.
- * LLMAP_STREAM_DIRECT=0 or 1 fixes the mode. Lock held, at the start of a walk. */
+ * The walks (tokens) are timed from one walk's start to the next's, in cycles of TRIAL_CYCLE
+ * walks: the first direct, the second cached, and the rest in the mode whose trial walk took
+ * less time. Walk 0 (the prompt, a batch) reads direct and is not a trial. So at most one walk
+ * in a cycle runs in the slower mode. LLMAP_STREAM_DIRECT=0 or 1 fixes the mode. Lock held, at
+ * the start of a walk. */
 #define TRIAL_CYCLE 32
+
+static void set_read_mode(llm_stream *s, bool direct)
+{
+    if (direct == s->direct)
+        return;
+    s->direct = direct;
+    s->active_readers = direct ? N_READERS : 1;
+    pthread_cond_broadcast(&s->cond); /* the other readers join or leave */
+}
 
 static void choose_read_mode(llm_stream *s)
 {
     double now = llm_now();
     int w = s->n_walks++, pos = w > 0 ? (w - 1) % TRIAL_CYCLE : -1; /* this walk's place in its cycle */
-    if (pos == 2 || pos == 4) /* the walk that just ended was a measured trial (cycle place 1 or 3) */
+    if (pos == 1 || pos == 2) /* the walk that just ended was a trial (cycle place 0 or 1) */
         s->trial_s[s->walk_direct] = now - s->walk_t0;
-    if (s->fixed_mode < 0 && s->direct_fd >= 0 && pos >= 0) {
-        bool direct = pos < 2 ? false : pos < 4 ? true : s->trial_s[1] < s->trial_s[0];
-        if (direct != s->direct) {
-            s->direct = direct;
-            s->active_readers = direct ? N_READERS : 1;
-            pthread_cond_broadcast(&s->cond); /* the second reader joins or leaves */
-        }
-    }
+    if (s->fixed_mode < 0 && s->direct_fd >= 0 && pos >= 0)
+        set_read_mode(s, pos == 0 ? true : pos == 1 ? false : s->trial_s[1] < s->trial_s[0]);
     s->walk_t0 = now;
     s->walk_direct = s->direct;
     s->walks_direct += s->direct;
@@ -512,6 +660,8 @@ void llm_stream_layer(llm_stream *s, int il)
         walk_begin(s);
         choose_read_mode(s);
     }
+    if (il == 0 || il == s->n_layers)
+        trace_walk(s, il == 0);
     release(s, il - 1 < 0 ? s->n_layers - 1 : il - 1);
     if (il == s->n_layers) {
         if (s->slot && s->walking && pthread_equal(s->walker, pthread_self())) {
