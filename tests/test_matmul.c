@@ -249,11 +249,64 @@ static void test_f32_exact(llm_pool *pool)
     CHECK_NEAR(y[3], -3, 0);  /* -2 - 1 */
 }
 
+/* Matrices sharing one input in one job (Q/K/V, gate/up): each output within the reference bound
+ * of its own matrix, and bit-identical for 1, 2 and 3 threads and to llm_matmul alone. The
+ * groups mix vec-dot types (Q4_0 and Q8_0 share one Q8_0 conversion; Q6_K needs Q8_K; F32 none)
+ * and row counts from a few to hundreds, so chunks of different matrices meet in one hand-out. */
+static void test_multi(llm_pool *pools[3])
+{
+    static const struct {
+        llm_type t;
+        int64_t rows;
+    } groups[2][4] = {{{LLM_Q4_0, 300}, {LLM_Q8_0, 37}, {LLM_Q6_K, 64}, {LLM_F32, 5}},
+                      {{LLM_Q4_K, 130}, {LLM_Q6_K, 7}, {LLM_Q8_0, 200}, {LLM_F16, 0}}};
+    const int64_t cols = 512;
+    for (int g = 0; g < 2; g++)
+        for (int64_t n_tok = 1; n_tok <= 3; n_tok += 2) {
+            fixture f[4];
+            const llm_matrix *W[4];
+            float *y[3][4], *single[4];
+            int ok = 1;
+            for (int i = 0; i < 4; i++) {
+                ok &= fixture_make(&f[i], groups[g][i].t, groups[g][i].rows, cols, n_tok, 500 + (uint64_t)i) == 0;
+                if (i > 0) /* one input for all, as the layer's matrices have */
+                    memcpy(f[i].x, f[0].x, sizeof(float) * (size_t)(n_tok * cols));
+                W[i] = &f[i].W;
+            }
+            CHECK_MSG(ok, "multi group %d: quantize_row failed", g);
+            void *scratch = malloc(llm_matmul_multi_scratch(4, W, n_tok) + 1);
+            for (int p = 0; p < 3; p++) {
+                for (int i = 0; i < 4; i++)
+                    y[p][i] = malloc(sizeof(float) * (size_t)(n_tok * f[i].W.rows) + 1);
+                llm_matmul_multi(pools[p], llm_kernels_best(), 4, W, f[0].x, n_tok, y[p], scratch);
+            }
+            for (int i = 0; i < 4; i++) {
+                size_t ny = sizeof(float) * (size_t)(n_tok * f[i].W.rows);
+                int bad = compare_reference(&f[i], y[0][i]);
+                single[i] = run(&f[i], pools[1], llm_kernels_best(), n_tok, f[i].x);
+                CHECK_MSG(bad == 0, "multi group %d part %d (%s, %lld rows) x %lld: %d outputs outside the bound", g, i,
+                          llm_type_name(f[i].W.type), (long long)f[i].W.rows, (long long)n_tok, bad);
+                CHECK_MSG(memcmp(y[0][i], y[1][i], ny) == 0 && memcmp(y[0][i], y[2][i], ny) == 0,
+                          "multi group %d part %d: 2 or 3 threads differ from 1", g, i);
+                CHECK_MSG(memcmp(y[0][i], single[i], ny) == 0, "multi group %d part %d: differs from llm_matmul alone",
+                          g, i);
+                free(single[i]);
+            }
+            for (int p = 0; p < 3; p++)
+                for (int i = 0; i < 4; i++)
+                    free(y[p][i]);
+            for (int i = 0; i < 4; i++)
+                fixture_free(&f[i]);
+            free(scratch);
+        }
+}
+
 int main(void)
 {
     llm_pool *pools[3] = {llm_pool_new(1), llm_pool_new(2), llm_pool_new(3)};
     test_f32_exact(pools[1]);
     test_pack8_q4_0_layout();
+    test_multi(pools);
     int tested = 0;
     for (size_t i = 0; i < sizeof TYPES / sizeof *TYPES; i++) {
         llm_type t = TYPES[i];

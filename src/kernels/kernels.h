@@ -105,4 +105,13 @@ size_t llm_matmul_scratch(const llm_matrix *W, int64_t n_tok);
 void llm_matmul(llm_pool *pool, const llm_kernels *k, const llm_matrix *W, const float *x, int64_t n_tok,
                 float *y, void *scratch);
 
+/* Up to LLM_MATMUL_MULTI_MAX matrices with the same input width times the same activations:
+ * y[i] = W[i] x, as one hand-out to the pool for one token (Q, K and V; gate and up), each
+ * output bit-identical to llm_matmul's. Other n_tok: one llm_matmul per matrix. scratch holds
+ * llm_matmul_multi_scratch bytes. */
+#define LLM_MATMUL_MULTI_MAX 4
+size_t llm_matmul_multi_scratch(int n, const llm_matrix *const W[], int64_t n_tok);
+void llm_matmul_multi(llm_pool *pool, const llm_kernels *k, int n, const llm_matrix *const W[], const float *x,
+                      int64_t n_tok, float *const y[], void *scratch);
+
 #endif

@@ -204,6 +204,10 @@ void llm_matmul(llm_pool *pool, const llm_kernels *k, const llm_matrix *W, const
 {
     if (n_tok <= 0 || W->rows <= 0)
         return;
+    if (n_tok == 1) { /* generation: the one-token path below */
+        llm_matmul_multi(pool, k, 1, &W, x, 1, &y, scratch);
+        return;
+    }
     const int nth = llm_pool_threads(pool);
     llm_type vdt = llm_vec_dot_type(W->type);
     mm_job j = {.W = W, .x = x, .n_tok = n_tok, .y = y, .dot = pick_dot(k, W->type),
@@ -241,4 +245,131 @@ void llm_matmul(llm_pool *pool, const llm_kernels *k, const llm_matrix *W, const
         llm_pool_run(pool, multiply_rows, &j);
     else
         multiply_rows(&j, 0, 1);
+}
+
+/* ---- one token, several matrices with the same input ------------------------------------- */
+
+/* Generation multiplies one activation row with matrices of a few hundred KiB to a few MiB, so
+ * what a hand-out costs around the work counts: converting the activations (one thread, while
+ * the others wait), the wake-up, and the tail where one thread finishes its last chunk while the
+ * other has nothing left. Q, K and V (and gate and up) read the same input: as one job their
+ * activations are converted once per vec-dot type, K and V (a few hundred rows each, too few to
+ * split well on their own) share chunks with Q, and there is one tail instead of three. Each
+ * output is still vec_dot / vec_dot4 on its own row, so results are bit-identical to one
+ * llm_matmul per matrix, whatever the thread count. */
+
+/* One matrix of the job and its place in the job's list of chunks. */
+typedef struct mv_part {
+    const llm_matrix *W;
+    llm_vec_dot_fn dot;
+    llm_vec_dot4_fn dot4;
+    const uint8_t *act;
+    float *y;
+    size_t w_row;
+    int64_t chunk_rows, first_chunk;
+} mv_part;
+
+typedef struct mv_job {
+    mv_part part[LLM_MATMUL_MULTI_MAX];
+    int n_part;
+    int64_t n_chunks;
+    atomic_llong next_chunk;
+} mv_job;
+
+static void mv_chunk(const mv_job *j, int64_t c)
+{
+    int i = 0;
+    while (i + 1 < j->n_part && c >= j->part[i + 1].first_chunk)
+        i++;
+    const mv_part *p = &j->part[i];
+    const int64_t cols = p->W->cols;
+    const uint8_t *w = (const uint8_t *)p->W->data;
+    int64_t r = (c - p->first_chunk) * p->chunk_rows;
+    const int64_t r1 = r + p->chunk_rows < p->W->rows ? r + p->chunk_rows : p->W->rows;
+    if (p->dot4)
+        for (; r + 4 <= r1; r += 4)
+            p->dot4(cols, &p->y[r], w + (size_t)r * p->w_row, p->w_row, p->act);
+    for (; r < r1; r++)
+        p->dot(cols, &p->y[r], w + (size_t)r * p->w_row, p->act);
+}
+
+static void mv_worker(void *ctx, int ith, int nth)
+{
+    mv_job *j = ctx;
+    for (int64_t c = ith; c < j->n_chunks; c = atomic_fetch_add_explicit(&j->next_chunk, 1, memory_order_relaxed))
+        mv_chunk(j, c);
+    (void)nth;
+}
+
+size_t llm_matmul_multi_scratch(int n, const llm_matrix *const W[], int64_t n_tok)
+{
+    size_t one = 0, most = 0;
+    for (int i = 0; i < n; i++) {
+        size_t s = llm_matmul_scratch(W[i], n_tok);
+        one += llm_matmul_scratch(W[i], 1);
+        most = s > most ? s : most;
+    }
+    return one > most ? one : most;
+}
+
+/* Activations of part i: converted into scratch, or shared with an earlier part of the same
+ * vec-dot type (x itself for F32). Returns the scratch bytes used so far. */
+static size_t mv_convert(mv_job *j, int i, const llm_kernels *k, const float *x, uint8_t *scratch, size_t used)
+{
+    mv_part *p = &j->part[i];
+    const llm_type vdt = llm_vec_dot_type(p->W->type);
+    if (vdt == LLM_F32) {
+        p->act = (const uint8_t *)x;
+        return used;
+    }
+    for (int e = 0; e < i; e++)
+        if (llm_vec_dot_type(j->part[e].W->type) == vdt) {
+            p->act = j->part[e].act;
+            return used;
+        }
+    pick_act(k, vdt)(x, scratch + used, p->W->cols);
+    p->act = scratch + used;
+    return used + llm_row_size(vdt, p->W->cols);
+}
+
+void llm_matmul_multi(llm_pool *pool, const llm_kernels *k, int n, const llm_matrix *const W[], const float *x,
+                      int64_t n_tok, float *const y[], void *scratch)
+{
+    if (n_tok != 1 || n < 1 || n > LLM_MATMUL_MULTI_MAX) {
+        for (int i = 0; i < n; i++)
+            llm_matmul(pool, k, W[i], x, n_tok, y[i], scratch);
+        return;
+    }
+    const int nth = llm_pool_threads(pool);
+    mv_job j = {.n_part = 0};
+    size_t used = 0, total = 0;
+    for (int i = 0; i < n; i++) {
+        if (W[i]->rows <= 0)
+            continue;
+        mv_part *p = &j.part[j.n_part];
+        *p = (mv_part){.W = W[i], .dot = pick_dot(k, W[i]->type), .y = y[i],
+                       .dot4 = k->vec_dot[W[i]->type] ? k->vec_dot4[W[i]->type] : NULL,
+                       .w_row = llm_row_size(W[i]->type, W[i]->cols)};
+        used = mv_convert(&j, j.n_part, k, x, scratch, used);
+        total += p->w_row * (size_t)W[i]->rows;
+        j.n_part++;
+    }
+    /* Chunks of about the same bytes in every part: enough of them for balance, none so small
+     * that the hand-out dominates; rows in multiples of four for the 4-row kernels. */
+    size_t chunk_bytes = total / ((size_t)nth * MM_CHUNKS_PER_THREAD);
+    if (chunk_bytes < MM_CHUNK_BYTES_MIN)
+        chunk_bytes = MM_CHUNK_BYTES_MIN;
+    for (int i = 0; i < j.n_part; i++) {
+        mv_part *p = &j.part[i];
+        int64_t rows = (int64_t)(chunk_bytes / p->w_row);
+        rows = rows < 4 ? 4 : rows / 4 * 4;
+        p->chunk_rows = rows;
+        p->first_chunk = j.n_chunks;
+        j.n_chunks += (p->W->rows + rows - 1) / rows;
+    }
+    atomic_init(&j.next_chunk, nth);
+    if (nth > 1 && j.n_chunks > 1)
+        llm_pool_run(pool, mv_worker, &j);
+    else
+        mv_worker(&j, 0, 1);
 }

@@ -78,12 +78,11 @@ static size_t max_matmul_scratch(const llm_model *m, int64_t n_tok)
     size_t mx = llm_matmul_scratch(&m->output, n_tok);
     for (uint32_t il = 0; il < m->hp.n_layer; il++) {
         const llm_layer *L = &m->layers[il];
-        const llm_matrix *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < sizeof ws / sizeof *ws; i++) {
-            size_t s = llm_matmul_scratch(ws[i], n_tok);
-            if (s > mx)
-                mx = s;
-        }
+        const llm_matrix *qkv[] = {&L->wq, &L->wk, &L->wv}, *gate_up[] = {&L->w_gate, &L->w_up};
+        const size_t s[] = {llm_matmul_multi_scratch(3, qkv, n_tok), llm_matmul_multi_scratch(2, gate_up, n_tok),
+                            llm_matmul_scratch(&L->wo, n_tok), llm_matmul_scratch(&L->w_down, n_tok)};
+        for (size_t i = 0; i < sizeof s / sizeof *s; i++)
+            mx = s[i] > mx ? s[i] : mx;
     }
     return mx;
 }
@@ -346,9 +345,9 @@ static void layer_forward(llm_ctx *c, int il, int n, int pos0)
 
     /* attention */
     rmsnorm_rows(c->xb, c->x, L->attn_norm, n, e, hp->norm_eps);
-    llm_matmul(P, k, &L->wq, c->xb, n, c->q, c->mm_scratch);
-    llm_matmul(P, k, &L->wk, c->xb, n, c->kx, c->mm_scratch);
-    llm_matmul(P, k, &L->wv, c->xb, n, c->vx, c->mm_scratch);
+    const llm_matrix *qkv[] = {&L->wq, &L->wk, &L->wv};
+    float *const qkv_out[] = {c->q, c->kx, c->vx};
+    llm_matmul_multi(P, k, 3, qkv, c->xb, n, qkv_out, c->mm_scratch);
     add_bias(c->q, L->bq, n, qd);
     add_bias(c->kx, L->bk, n, kvd);
     add_bias(c->vx, L->bv, n, kvd);
@@ -371,8 +370,9 @@ static void layer_forward(llm_ctx *c, int il, int n, int pos0)
 
     /* feed-forward (SwiGLU, or GEGLU for gemma) */
     rmsnorm_rows(c->xb, c->x, L->ffn_norm, n, e, hp->norm_eps);
-    llm_matmul(P, k, &L->w_gate, c->xb, n, c->hb, c->mm_scratch);
-    llm_matmul(P, k, &L->w_up, c->xb, n, c->hb2, c->mm_scratch);
+    const llm_matrix *gate_up[] = {&L->w_gate, &L->w_up};
+    float *const gate_up_out[] = {c->hb, c->hb2};
+    llm_matmul_multi(P, k, 2, gate_up, c->xb, n, gate_up_out, c->mm_scratch);
     if (hp->ffn_act == LLM_FFN_GELU)
         geglu(c->m->gelu_f16, c->hb, c->hb2, (size_t)n * ff);
     else if (c->simd_ops)
