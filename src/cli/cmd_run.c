@@ -414,7 +414,8 @@ static char *read_all(FILE *f)
     return b.data;
 }
 
-static int one_shot(llmap_model *m, llmap_session *s, run_opts *o, bool read_stdin)
+/* The one-shot question (argument, then piped stdin) as a chat; 1 (reported) when empty. */
+static int one_shot_chat(const run_opts *o, bool read_stdin, chat *c)
 {
     llm_buf prompt = {0};
     if (o->prompt_arg)
@@ -434,12 +435,43 @@ static int one_shot(llmap_model *m, llmap_session *s, run_opts *o, bool read_std
         fprintf(stderr, "llmap run: the prompt is empty\n");
         return 1;
     }
-    chat c = {0};
-    chat_clear(&c, o->system);
-    chat_push(&c, "user", llm_buf_cstr(&prompt));
+    chat_clear(c, o->system);
+    chat_push(c, "user", llm_buf_cstr(&prompt));
     llm_buf_free(&prompt);
-    int rc = respond(m, s, &c, o);
-    chat_free(&c);
+    return 0;
+}
+
+/* Slack over the rendered prompt's bytes in a one-shot context: the BOS and the tokenizer's
+ * dummy prefix space are tokens that no byte of the text pays for. */
+#define ONE_SHOT_CTX_SLACK 16
+
+/* A one-shot answer of at most num_predict tokens never needs more context than its prompt and
+ * that answer (llama.cpp's llama-simple sizes its context the same way), and every token holds
+ * at least one byte of the rendered text: so without --ctx, the context is the rendered prompt's
+ * bytes + slack + num_predict when that is below the default. The KV cache then costs a few
+ * pages instead of a committed default-sized one (134 MiB for a 1.1B model at 4096 tokens,
+ * 30-100 ms before the first token and again at exit); the answer is the same. */
+static void size_one_shot_ctx(llmap_model *m, const chat *c, run_opts *o)
+{
+    if (o->sess.n_ctx || o->samp.num_predict < 0)
+        return;
+    char err[256];
+    char *prompt = NULL;
+    if (llmap_chat_render(m, c->msgs, c->n, true, &prompt, err, sizeof err))
+        return; /* respond() reports it */
+    llmap_model_info info;
+    llmap_model_get_info(m, &info);
+    uint64_t trained = info.n_ctx_train ? info.n_ctx_train : 4096;
+    uint64_t def = trained < 4096 ? trained : 4096;
+    uint64_t need = (uint64_t)strlen(prompt) + ONE_SHOT_CTX_SLACK + (uint64_t)o->samp.num_predict;
+    free(prompt);
+    if (need < def)
+        o->sess.n_ctx = (int)need;
+}
+
+static int one_shot(llmap_model *m, llmap_session *s, run_opts *o, chat *c)
+{
+    int rc = respond(m, s, c, o);
     return rc < 0 ? 1 : rc > 0 ? 130 : 0; /* 130: stopped by Ctrl-C, as shells report SIGINT */
 }
 
@@ -699,11 +731,25 @@ int cmd_run(int argc, char **argv)
     char err[1024];
     llmap_model *m = NULL;
     llmap_session *s = NULL;
+    chat question = {0};
     o.load.n_ctx = o.sess.n_ctx; /* (the streaming plan leaves room for this context's KV cache) */
     if (llmap_model_load(path, &o.load, &m, err, sizeof err)) {
         fprintf(stderr, "llmap run: cannot load %s: %s\n", path, err);
         rc = 1;
         goto out;
+    }
+    bool stdin_tty = isatty(STDIN_FILENO);
+    struct stat st;
+    /* With a prompt argument, stdin is added only when something was really piped or
+     * redirected into it (a script's inherited, never-closed stdin must not hang us). */
+    bool stdin_data = !stdin_tty && fstat(STDIN_FILENO, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISREG(st.st_mode));
+    bool once = o.prompt_arg || !stdin_tty;
+    if (once) {
+        if (one_shot_chat(&o, o.prompt_arg ? stdin_data : true, &question)) {
+            rc = 1;
+            goto out;
+        }
+        size_one_shot_ctx(m, &question, &o);
     }
     if (llmap_session_new(m, &o.sess, &s, err, sizeof err)) {
         fprintf(stderr, "llmap run: %s\n", err);
@@ -719,13 +765,8 @@ int cmd_run(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
 
-    bool stdin_tty = isatty(STDIN_FILENO);
-    struct stat st;
-    /* With a prompt argument, stdin is added only when something was really piped or
-     * redirected into it (a script's inherited, never-closed stdin must not hang us). */
-    bool stdin_data = !stdin_tty && fstat(STDIN_FILENO, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISREG(st.st_mode));
-    if (o.prompt_arg || !stdin_tty)
-        rc = one_shot(m, s, &o, o.prompt_arg ? stdin_data : true);
+    if (once)
+        rc = one_shot(m, s, &o, &question);
     else
         rc = interactive(m, s, &o);
 out:
@@ -733,6 +774,7 @@ out:
     g_session = NULL;
     llmap_session_free(s);
     llmap_model_free(m);
+    chat_free(&question);
     free(path);
     free(o.system);
     for (int i = 0; i < o.n_owned_stops; i++)
