@@ -6,7 +6,13 @@
 # v2 memory.max), drops the page cache, and times `llmap run --num-predict 16` inside it:
 #   mmap    the shared mapping paged on demand (--mmap: the kernel's LRU decides what stays);
 #   stream  what llmap chooses by itself (`fit` sees the cgroup limit and streams: leading
-#           layers + embeddings stay resident, the rest is read ahead and dropped behind).
+#           layers + embeddings stay resident, the rest is read ahead and dropped behind);
+#   reader  the streaming reader alone, in the same cgroup with the same weights budget, no
+#           compute (bench/stream-reader.c, built here against the libllmap.a next to the
+#           binary): what the disk and the read path give, so that the stream run's tokens/s
+#           can be split into the reader's speed and what running next to compute costs it.
+# The stream run prints its per-token timeline (LLMAP_STREAM_TRACE=1): the medians of compute,
+# waiting for a layer and the disk's busy time per token are summarised after each run.
 # Around every run the disk's sequential read bandwidth is measured with `dd bs=4M` of another
 # file of the same size, page cache dropped (twice: see dd_gbs), so each tokens/s sits next to
 # the bound of the same moment: disk bandwidth ÷ bytes that must come from disk per token when
@@ -15,7 +21,8 @@
 #
 # Run by hand or by `make bench`, never by `make test` (minutes, and it drops the page cache).
 # Needs root for the cgroup and drop_caches; skips loudly otherwise.
-# Environment: LLMAP_BIN (default ./llmap), LIMIT_MIB (600), NPREDICT (16), OVERHEAD_MIB (75:
+# Environment: LLMAP_BIN (default ./llmap), LLMAP_LIB (libllmap.a for the reader tool; default
+# next to LLMAP_BIN, or build/), LIMIT_MIB (600), NPREDICT (16), OVERHEAD_MIB (75:
 # what a runtime needs besides weights inside the limit, so 600 MiB keeps ~550 MB of weights,
 # as in ../shared/machine.md), REPS (1), LLMAP_BENCH_DROP=file (drop only this benchmark's
 # files from the page cache instead of all of it).
@@ -126,6 +133,30 @@ field() { # field FILE: tokens/s of generation, MiB read, major faults, resident
 tmp=$(mktemp -d)
 trap 'cleanup; rm -rf "$tmp"' EXIT
 
+# The reader alone (bench/stream-reader.c) links the library the binary was built from.
+LIB=${LLMAP_LIB:-$(dirname "$BIN")/libllmap.a}
+[ -f "$LIB" ] || LIB=$ROOT/build/libllmap.a
+READER=
+if [ -f "$LIB" ] && ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -I"$ROOT/src" -I"$ROOT/include" -o "$tmp/stream-reader" \
+    "$ROOT/bench/stream-reader.c" "$LIB" -lpthread -lm 2>"$tmp/cc.err"; then
+    READER=$tmp/stream-reader
+else
+    say "reader    not measured: cannot build bench/stream-reader.c against $LIB: $(head -3 "$tmp/cc.err" 2>/dev/null)"
+fi
+
+# timeline FILE: medians over the generated tokens (walks 1..) of the stream run's trace lines:
+# per token ms, compute ms, waiting ms, disk reading ms, disk GB/s while reading.
+timeline() {
+    awk '/stream walk/ && $4 + 0 >= 1 {
+            n++; tok[n] = $5; comp[n] = $9; wait[n] = $15; rd[n] = $26; gbs[n] = substr($28, 2)
+         }
+         function med(a,   i, j, t, b) { for (i = 1; i <= n; i++) b[i] = a[i]
+             for (i = 2; i <= n; i++) for (j = i; j > 1 && b[j - 1] > b[j]; j--) { t = b[j]; b[j] = b[j - 1]; b[j - 1] = t }
+             return n % 2 ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2 }
+         END { if (n) printf "per token (median of %d): %.1f ms = compute %.1f + waiting for a layer %.1f (+ rest); disk reading %.1f ms at %.2f GB/s\n",
+                  n, med(tok), med(comp), med(wait), med(rd), med(gbs) }' "$1"
+}
+
 say "model     $MODEL ($(awk -v s="$size" 'BEGIN { printf "%.0f MB", s / 1e6 }'))"
 say "limit     $LIMIT_MIB MiB memory cgroup; $NPREDICT tokens, greedy, prompt \"$PROMPT\""
 say "when      $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -162,7 +193,7 @@ for _ in $(seq "$REPS"); do
         if [ "$mode" = mmap ]; then flag=--mmap; else flag=; fi
         t0=$(date +%s.%N)
         # shellcheck disable=SC2086 # flag is empty or one word
-        run_llmap "$tmp/$mode" in_cgroup $flag
+        LLMAP_STREAM_TRACE=1 run_llmap "$tmp/$mode" in_cgroup $flag
         rc=$?
         t1=$(date +%s.%N)
         peak=$(cat "$CG/memory.max_usage_in_bytes" 2>/dev/null || cat "$CG/memory.peak" 2>/dev/null || echo 0)
@@ -194,6 +225,15 @@ for _ in $(seq "$REPS"); do
                     (res > 0 ? sprintf(", %d MiB resident", res) : ""), load, same
             }'
         cp "$tmp/$mode.err" "$MODELS/last-$mode.err" 2>/dev/null
+        [ "$mode" = stream ] && say "        $(timeline "$tmp/$mode.err")"
+        # The reader alone, right after the stream run, in the same cgroup with the same budget.
+        budget=$(sed -n 's/.*budget \([0-9]*\) MiB.*/\1/p' "$tmp/$mode.err")
+        if [ "$mode" = stream ] && [ -n "$READER" ] && [ -n "$budget" ]; then
+            drop_cache
+            line=$(in_cgroup "$READER" "$MODEL" "$budget" "$NPREDICT" 2>&1 | tail -1)
+            wps=$(echo "$line" | sed -n 's/^reader alone: \([0-9.]*\) walks\/s.*/\1/p')
+            say "reader  ${line#reader alone: }${wps:+ | the stream run made $(awk -v t="$tps" -v w="$wps" 'BEGIN { printf "%.2f", t / w }') of the walks/s of the reader alone} | load $(cut -d' ' -f1 /proc/loadavg)"
+        fi
     done
 done
 [ "$fails" -eq 0 ] || die "$fails run(s) failed or differed (stderr of the last runs: $MODELS/last-*.err)"

@@ -10,32 +10,33 @@
  *
  * The bound is the disk: per token, streamed bytes ÷ read bandwidth. Two things keep the disk at
  * that bound. The read never idles — the next layer is always queued while the current one is
- * read and while compute runs. And it reads as two sequential streams: two reader threads take
- * the queued layers in pieces (PIECE bytes, in file order) and populate each piece into the
- * mapping (src/mem/populate.c), which a virtual disk serves markedly faster than one stream.
+ * read and while compute runs. And the reads are large and several are in flight at once:
+ * readers take the queued layers in pieces (PIECE bytes, in file order).
  * The in-flight window is lookahead + 1 layers (the one computing and the ones being read), so
  * the resident part is as large as the budget allows minus that window.
  *
- * Buffers (llm_stream_set_binder): by default a streamed layer is read into the mapping and
- * dropped from it, so its virtual pages get new physical pages every token. Where mapping a
- * page is expensive — under shadow paging (this machine kind's hypervisor) every newly mapped
- * page costs a trap on first touch, about a second per token for 700 MB — the streamed layers
- * are instead read (pread) into lookahead + 1 fixed private buffers whose pages stay mapped, and
- * the model rebinds the layer's weight pointers to the buffer before computing it. A buffer is
- * reused only after its layer is behind every walker: forward passes over the streamed layers
- * take turns (a walk starts at layer 0 and ends with the call for layer n_layers).
+ * Buffers (llm_stream_set_binder, what llmap uses): by default a streamed layer would be read
+ * into the mapping and dropped from it, so its virtual pages get new physical pages every token.
+ * Where mapping a page is expensive — under shadow paging (this machine kind's hypervisor) every
+ * newly mapped page costs a trap on first touch, about a second per token for 700 MB — the
+ * streamed layers are instead read into lookahead + 1 fixed private buffers whose pages stay
+ * mapped, and the model rebinds the layer's weight pointers to the buffer before computing it.
+ * A buffer is reused only after its layer is behind every walker: forward passes over the
+ * streamed layers take turns (a walk starts at layer 0 and ends with the call for layer n_layers).
+ * (Without a binder the mapping mode remains: populate.c reads pieces into the mapping.)
  *
- * The buffers are filled by one reader, in order, with plain preads on a descriptor of its own:
- * the kernel sees one sequential stream (its own read-ahead state) and reads ahead at full
- * depth, and each piece is dropped from the page cache behind the copy. In a 600 MiB cgroup
- * with the 1.1B Q8_0 model this ran at 3.5-4.6 tokens/s against 1.7-2.1 for O_DIRECT into the
- * buffers and 0.9-1.1 for two readers interleaving pieces (which defeats read-ahead), same
- * runs, on a quiet machine. On a busy one the copy out of the page cache competes with compute
- * for the CPU and O_DIRECT (two readers: no read-ahead to defeat) wins by about 2x, so the mode
- * is measured per cycle of tokens (choose_read_mode). The reader runs at a raised priority when
- * allowed (raise_priority): it needs little CPU, but needs it at once. These calls live here,
- * not in platform.c, with populate.c's madvise: they are this file's whole OS dependence
- * (open/pread/close/setpriority).
+ * The buffers are filled with O_DIRECT reads by N_READERS threads taking pieces in turn, straight
+ * from the device into buffers backed by 2 MiB pages (map_slot): no copy, no page cache to drop,
+ * and on this machine kind's virtual disk 5-6 GB/s alone, faster than a cached `dd` (~4 GB/s).
+ * The alternative, measured every cycle of tokens in case the disk, the file system or the
+ * machine's huge pages say otherwise (choose_read_mode), is one reader with plain preads through
+ * the page cache on a descriptor of its own (one sequential stream the kernel reads ahead), each
+ * piece dropped from the cache behind the copy (drop_behind). In a 600 MiB cgroup with the 1.1B
+ * Q8_0 model the direct reads made 6.4-9.5 tokens/s where the cached ones made 3.7-4.9, same
+ * runs (bench/memory.md). The readers run at a raised priority when allowed (raise_priority): they
+ * need little CPU, but need it at once. These calls live here, not in platform.c, with
+ * populate.c's madvise: they are this file's whole OS dependence
+ * (open/pread/close/setpriority/madvise).
  *
  * The reader never waits for compute while a buffer is free: at the end of a walk the first
  * streamed layers of the next one are queued at once, so they are read during the output
