@@ -3,8 +3,9 @@
  * read in completely — every page resident (mincore), with the file's bytes — while a warm one
  * is left alone; a half-warm file is completed; a sub-range populates that range (two readers
  * or one); --no-mmap copies are never touched. The same read-in on a helper thread
- * (llm_map_populate_start): complete after the join, a skipped range left out, stoppable; and
- * llm_mem_commit makes an anonymous buffer's pages present without changing its bytes.
+ * (llm_map_populate_start): complete after the join, a skipped range left out, stoppable; a
+ * warm file mapped on a helper thread (llm_map_map_in_start: page-table entries, read from
+ * /proc/self/pagemap, for every page but a skipped range's), stoppable; and llm_mem_commit makes an anonymous buffer's pages present without changing its bytes.
  *
  * Eviction is posix_fadvise(DONTNEED) on a file only this test maps; if the kernel keeps the
  * pages anyway (some filesystems), the cold checks skip loudly rather than pass vacuously.
@@ -219,6 +220,89 @@ static void test_background_skip_and_stop(const char *path)
     CHECK_MSG(stopped_early, "a stopped reader read the whole file, three times");
 }
 
+/* Pages of [off, off+len) of this process's address space that have a page-table entry
+ * (/proc/self/pagemap bit 63, readable without privileges), unlike mincore, which also counts
+ * pages that are only in the page cache. -1 when pagemap cannot be read. */
+static int64_t mapped_pages(const void *p, uint64_t len)
+{
+    int fd = open("/proc/self/pagemap", O_RDONLY);
+    if (fd < 0)
+        return -1;
+    const uint64_t ps = 4096, first = (uintptr_t)p / ps, n = (len + ps - 1) / ps;
+    int64_t present = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t e;
+        if (pread(fd, &e, sizeof e, (off_t)((first + i) * sizeof e)) != (ssize_t)sizeof e) {
+            present = -1;
+            break;
+        }
+        present += (int64_t)(e >> 63);
+    }
+    close(fd);
+    return present;
+}
+
+/* A warm file is mapped by a helper thread: no page of a fresh mapping has a page-table entry
+ * before, every one outside the skipped range has one after the join (the read-in would have
+ * left them unmapped: it reads around the mapping), the middle of the skipped range still has
+ * none (its edges may be mapped by fault-around), and the bytes are the file's. Stopping at
+ * once ends it early; READ mode starts nothing. */
+static void test_map_in(const char *path)
+{
+    const uint64_t ps = 4096;
+    llm_map m;
+    llm_err err;
+    int fd = open(path, O_RDONLY); /* warm the page cache: the whole file read once */
+    uint8_t *buf = malloc(1u << 20);
+    while (read(fd, buf, 1u << 20) > 0)
+        ;
+    free(buf);
+    close(fd);
+    CHECK_MSG(llm_map_open(&m, path, NULL, &err) == 0, "%s", err.msg);
+    int64_t before = mapped_pages(m.base, m.size);
+    if (before < 0) {
+        SKIP("/proc/self/pagemap not readable: map-in not checked");
+        llm_map_close(&m);
+        return;
+    }
+    CHECK_MSG(before < 64, "%lld pages mapped before any use", (long long)before);
+    llm_range skip = {16u << 20, 12u << 20};
+    llm_populate *p = llm_map_map_in_start(&m, &skip);
+    CHECK(p != NULL);
+    llm_populate_report rep;
+    llm_populate_finish(p, false, &rep);
+    CHECK(!rep.cold);
+    CHECK_EQ_INT(rep.wanted, FILE_SIZE - skip.len);
+    CHECK_EQ_INT(rep.bytes, FILE_SIZE - skip.len);
+    uint64_t tail = skip.off + skip.len;
+    CHECK_EQ_INT(mapped_pages(m.base, skip.off), skip.off / ps);
+    CHECK_EQ_INT(mapped_pages(m.base + tail, m.size - tail), (m.size - tail + ps - 1) / ps);
+    const uint64_t edge = 4u << 20; /* beyond fault-around and a PMD-sized folio either side */
+    CHECK_EQ_INT(mapped_pages(m.base + skip.off + edge, skip.len - 2 * edge), 0);
+    int same = 1;
+    for (uint64_t i = 0; i < m.size; i += 4093)
+        same &= m.base[i] == pattern(i);
+    CHECK_MSG(same, "bytes read through the mapping differ from the file");
+    llm_map_close(&m);
+
+    bool stopped_early = false; /* 4 MiB pieces of 40 MiB: a stop at once ends well short */
+    for (int t = 0; t < 3 && !stopped_early; t++) {
+        CHECK_MSG(llm_map_open(&m, path, NULL, &err) == 0, "%s", err.msg);
+        p = llm_map_map_in_start(&m, NULL);
+        CHECK(p != NULL);
+        llm_populate_finish(p, true, &rep);
+        CHECK_EQ_INT(rep.wanted, FILE_SIZE);
+        stopped_early = rep.bytes < rep.wanted;
+        llm_map_close(&m);
+    }
+    CHECK_MSG(stopped_early, "a stopped map-in mapped the whole file, three times");
+
+    llm_map_opts o = {.mode = LLM_MAP_READ};
+    CHECK_MSG(llm_map_open(&m, path, &o, &err) == 0, "%s", err.msg);
+    CHECK(llm_map_map_in_start(&m, NULL) == NULL);
+    llm_map_close(&m);
+}
+
 /* llm_mem_commit: every page of the buffer present afterwards (mincore on the anonymous pages,
  * none present before), contents kept, odd sizes and offsets (partial pages at both ends). */
 static void test_commit(void)
@@ -266,6 +350,7 @@ int main(void)
     test_read_mode(path);
     test_background(path);
     test_background_skip_and_stop(path);
+    test_map_in(path);
     test_commit();
     unlink(path);
     TEST_END("populate");

@@ -104,10 +104,12 @@ static int choose_streaming(llmap_model *mm, const llmap_load_opts *opts, llm_er
 /* Cold load at disk speed (src/mem/populate.c): when the file of a resident mapping is not in
  * the page cache, a helper thread reads it through in order while loading goes on and the first
  * prompt computes behind it (an up-front read made the first token wait for the whole file).
- * Not when streaming (it reads its own way), not after mlock (which faulted everything in
- * already), and not when the file would not fit in the memory this process may use (it would
- * only evict itself). LLMAP_NO_POPULATE=1 turns it off, to measure. */
-static void populate_if_cold(llmap_model *mm, const llmap_load_opts *opts)
+ * When it is, the helper maps it instead, in the same order, so that the first forward pass does
+ * not take a page fault per 64 KiB (and under shadow paging a trap per 4 KiB) in its matrix
+ * multiplications. Not when streaming (it reads its own way), not after mlock (which faulted
+ * everything in already), and not when the file would not fit in the memory this process may
+ * use (it would only evict itself). LLMAP_NO_POPULATE=1 turns both off, to measure. */
+static void populate_or_map_in(llmap_model *mm, const llmap_load_opts *opts)
 {
     const llm_map *map = &mm->m.map;
     if (map->mode != LLM_MAP_MMAP || mm->m.stream || map->locked || getenv("LLMAP_NO_POPULATE"))
@@ -122,6 +124,13 @@ static void populate_if_cold(llmap_model *mm, const llmap_load_opts *opts)
         embd = (llm_range){(uint64_t)((const uint8_t *)mm->m.token_embd.data - map->base),
                            llm_row_size(mm->m.token_embd.type, mm->m.hp.n_embd) * mm->m.hp.n_vocab};
     mm->populate = llm_map_populate_start(map, &embd, &rep);
+    if (!rep.cold) { /* warm: map it ahead of the first forward pass instead */
+        mm->populate = llm_map_map_in_start(map, &embd);
+        if (opts->verbose && mm->populate)
+            fprintf(stderr, "llmap: warm page cache (%.0f%% resident): mapping %.1f MiB in the background\n",
+                    rep.resident_before * 100, (map->size - embd.len) / 1048576.0);
+        return;
+    }
     if (opts->verbose && mm->populate)
         fprintf(stderr, "llmap: cold page cache (%.0f%% resident): reading %.1f MiB in the background\n",
                 rep.resident_before * 100, rep.wanted / 1048576.0);
@@ -131,7 +140,7 @@ static void populate_if_cold(llmap_model *mm, const llmap_load_opts *opts)
                 rep.seconds > 0 ? rep.bytes / rep.seconds / 1e9 : 0.0);
 }
 
-/* Ends the background read-in before the mapping goes: a model closed first stops it. */
+/* Ends the background read-in (or map-in) before the mapping goes: a model closed first stops it. */
 static void populate_end(llmap_model *mm)
 {
     if (!mm->populate)
@@ -139,7 +148,11 @@ static void populate_end(llmap_model *mm)
     llm_populate_report rep;
     llm_populate_finish(mm->populate, true, &rep);
     mm->populate = NULL;
-    if (mm->opts.verbose)
+    if (mm->opts.verbose && !rep.cold)
+        fprintf(stderr, "llmap: warm page cache: mapped %.1f of %.1f MiB in %.3f s in the background%s\n",
+                rep.bytes / 1048576.0, rep.wanted / 1048576.0, rep.seconds,
+                rep.bytes < rep.wanted ? " (stopped: the model was closed first)" : "");
+    else if (mm->opts.verbose)
         fprintf(stderr, "llmap: cold page cache: read %.1f of %.1f MiB in %.3f s in the background, %.2f GB/s%s\n",
                 rep.bytes / 1048576.0, rep.wanted / 1048576.0, rep.seconds,
                 rep.seconds > 0 ? rep.bytes / rep.seconds / 1e9 : 0.0,
@@ -168,7 +181,7 @@ int llmap_model_load(const char *path, const llmap_load_opts *opts, llmap_model 
     }
     if (choose_streaming(mm, opts, &e))
         goto fail;
-    populate_if_cold(mm, opts);
+    populate_or_map_in(mm, opts);
     if (llm_vocab_load(&mm->m.gguf, &mm->vocab, &e)) {
         llm_err_prefix(&e, "%s: tokenizer", path);
         goto fail;

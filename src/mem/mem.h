@@ -93,6 +93,12 @@ int llm_map_populate_except(const llm_map *m, const struct llm_range *skip, bool
  * The map must stay open until llm_populate_finish. */
 typedef struct llm_populate llm_populate;
 llm_populate *llm_map_populate_start(const llm_map *m, const struct llm_range *skip, llm_populate_report *rep);
+/* A warm file's counterpart: a helper thread maps the file in order (page tables filled with
+ * MADV_POPULATE_READ, then one read per page), skipping `skip`, ahead of the first forward pass
+ * that would otherwise take those page faults inside its matrix multiplications. Finished (and
+ * stopped) with llm_populate_finish like the read-in; its report has cold == false and bytes =
+ * bytes mapped. NULL in READ mode or when no thread could be started. */
+llm_populate *llm_map_map_in_start(const llm_map *m, const struct llm_range *skip);
 /* Waits for the read-in to end — with `stop`, after the read in progress: a model closed before
  * its file was read in need not wait for the rest — and fills rep (may be NULL). NULL p: no-op. */
 void llm_populate_finish(llm_populate *p, bool stop, llm_populate_report *rep);

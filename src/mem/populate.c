@@ -19,6 +19,12 @@
  * Without a thread (or for llm_map_populate) it runs on the caller, with a progress bar on
  * stderr after a second when stderr is a terminal. A warm load costs a few mincore calls.
  *
+ * A warm file is instead mapped on that helper thread (llm_map_map_in_start): its page-table
+ * entries made in file order ahead of the forward pass, which otherwise takes a trap per page
+ * inside the matrix multiplications (see map_in). 1.1B Q4_0, page cache in small folios (as a
+ * file just written leaves it), whole `llmap run ... --num-predict 1` alternated with and without:
+ * 0.37 -> 0.30 s median wall, 0.64 -> 0.53 s CPU.
+ *
  * llm_map_populate_range (streaming's resident part) does map the pages: two readers
  * MADV_POPULATE_READ large pieces (falling back to WILLNEED + a touch per page on kernels
  * before 5.14), as those pages are then locked.
@@ -296,16 +302,56 @@ int llm_map_populate_except(const llm_map *m, const llm_range *skip, bool progre
 struct llm_populate {
     const llm_map *map;
     llm_range skip;
+    bool map_in;              /* warm file: map its pages (map_in) instead of reading it (read_through) */
     pthread_t thread;
     atomic_int stop;          /* set by llm_populate_finish(stop): end after the current read */
     llm_populate_report rep;  /* bytes and seconds written by the reader, read after the join */
 };
 
+/* Bytes per map-in step: the stop flag is seen within one, and the step stays a few
+ * milliseconds ahead of compute that starts right behind it. */
+#define MAPIN_PIECE (4ull << 20)
+
+/* A warm file mapped in order, piece by piece: MADV_POPULATE_READ fills this process's page
+ * table for the piece in one call (fault-around batches, no trap per 64 KiB), then one read per
+ * page makes the hypervisor's shadow entry (under shadow paging a guest page-table entry alone
+ * still costs a trap on first use, ~1.5 us per 4 KiB page: 0.22-0.3 s for a 1.1B Q4_0 file
+ * whose page cache is in small folios). Done here, ahead of the forward pass, that work leaves
+ * the compute threads, which otherwise stall in it one page at a time. Bytes mapped. */
+static uint64_t map_in(llm_populate *p)
+{
+    const llm_map *m = p->map;
+    const llm_range *skip = &p->skip;
+    const uint64_t ps = plat_page_size();
+    atomic_int have = 1;
+    uint64_t done = 0, off = 0;
+    while (off < m->size && !atomic_load(&p->stop)) {
+        if (skip->len && off >= skip->off && off < skip->off + skip->len) {
+            off = skip->off + skip->len;
+            continue;
+        }
+        uint64_t len = m->size - off < MAPIN_PIECE ? m->size - off : MAPIN_PIECE;
+        if (skip->len && off < skip->off && off + len > skip->off)
+            len = skip->off - off;
+        populate_piece(m, off, len, &have);
+        volatile uint8_t sink = 0;
+        for (uint64_t o = off; o < off + len; o += ps)
+            sink ^= m->base[o];
+        (void)sink;
+        off += len;
+        done += len;
+    }
+    return done;
+}
+
 static void *background_main(void *arg)
 {
     llm_populate *p = arg;
     double t0 = llm_now();
-    p->rep.bytes = read_through(p->map, false, t0, &p->skip, &p->stop);
+    if (p->map_in)
+        p->rep.bytes = map_in(p);
+    else
+        p->rep.bytes = read_through(p->map, false, t0, &p->skip, &p->stop);
     p->rep.seconds = llm_now() - t0;
     return NULL;
 }
@@ -336,6 +382,25 @@ llm_populate *llm_map_populate_start(const llm_map *m, const llm_range *skip, ll
     double t0 = llm_now(); /* no thread to spare: read in now, as llm_map_populate does */
     rep->bytes = read_through(m, false, t0, skip, NULL);
     rep->seconds = llm_now() - t0;
+    return NULL;
+}
+
+llm_populate *llm_map_map_in_start(const llm_map *m, const llm_range *skip)
+{
+    if (m->mode != LLM_MAP_MMAP || !m->base || m->size == 0)
+        return NULL;
+    llm_populate *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->map = m;
+    p->skip = skip ? *skip : (llm_range){0, 0};
+    p->map_in = true;
+    p->rep.resident_before = 1.0;
+    p->rep.wanted = bytes_to_read(m, skip);
+    atomic_init(&p->stop, 0);
+    if (pthread_create(&p->thread, NULL, background_main, p) == 0)
+        return p;
+    free(p); /* no thread to spare: compute maps the pages itself, as it always could */
     return NULL;
 }
 
