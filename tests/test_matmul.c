@@ -234,6 +234,39 @@ static void test_pack8_q4_0_layout(void)
     CHECK_MSG(bad == 0, "pack8 q4_0: %d bytes differ from block_q4_0x8's definition", bad);
 }
 
+/* block_q8_0x8 by its definition: scale of row r in d[r]; quant k of group g of row r is
+ * element e = 4g + k of the block, split as q = 16 * (hi - 8) + lo with lo, hi in 0..15. */
+static void test_pack8_q8_0_layout(void)
+{
+    const llm_kernels *k = llm_kernels_best();
+    if (!k->pack8[LLM_Q8_0]) {
+        CHECK_MSG(k == llm_kernels_scalar(), "%s: no q8_0 packing", k->name);
+        return;
+    }
+    enum { N = 64, NB = N / 32 };
+    block_q8_0 rows[8][NB];
+    rng g = {78};
+    for (int r = 0; r < 8; r++)
+        for (int b = 0; b < NB; b++) {
+            rows[r][b].d = (llm_half)(0x3C00 + r * 16 + b);
+            for (int i = 0; i < 32; i++)
+                rows[r][b].qs[i] = (int8_t)(i == 0 ? -128 : i == 1 ? 127 : (int)(uniform(&g) * 256) - 128);
+        }
+    CHECK_EQ_INT(llm_packed8_size(LLM_Q8_0, N), NB * sizeof(block_q8_0x8));
+    block_q8_0x8 out[NB];
+    k->pack8[LLM_Q8_0](rows, sizeof rows[0], out, N);
+    int bad = 0;
+    for (int b = 0; b < NB; b++)
+        for (int r = 0; r < 8; r++) {
+            bad += out[b].d[r] != rows[r][b].d;
+            for (int e = 0; e < 32; e++) {
+                int lo = out[b].lo[e / 4][r][e % 4], hi = out[b].hi[e / 4][r][e % 4];
+                bad += lo > 15 || hi > 15 || 16 * (hi - 8) + lo != rows[r][b].qs[e];
+            }
+        }
+    CHECK_MSG(bad == 0, "pack8 q8_0: %d values differ from block_q8_0x8's definition", bad);
+}
+
 /* Hand-computed case independent of any quantizer: F32 weights [[1,2,...]] etc. */
 static void test_f32_exact(llm_pool *pool)
 {
@@ -306,6 +339,7 @@ int main(void)
     llm_pool *pools[3] = {llm_pool_new(1), llm_pool_new(2), llm_pool_new(3)};
     test_f32_exact(pools[1]);
     test_pack8_q4_0_layout();
+    test_pack8_q8_0_layout();
     test_multi(pools);
     int tested = 0;
     for (size_t i = 0; i < sizeof TYPES / sizeof *TYPES; i++) {

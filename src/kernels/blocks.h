@@ -69,6 +69,16 @@ typedef struct {
     uint8_t qs[8][8][4]; /* [group][row][quant] */
 } block_q4_0x8;
 
+/* Block b of eight q8_0 rows packed for batches: the eight scales, then each quant q split into
+ * two unsigned nibbles, q = 16 * (hi - 8) + lo with lo = q & 15 and hi = (q >> 4) + 8, both
+ * 0..15 and grouped as in block_q4_0x8 (group g: elements 4g..4g+3 of row 0, row 1, ...).
+ * Unsigned operands of at most 15 let maddubs take eight groups in i16 without overflow. */
+typedef struct {
+    llm_half d[8];
+    uint8_t lo[8][8][4]; /* [group][row][quant] */
+    uint8_t hi[8][8][4];
+} block_q8_0x8;
+
 /* Activation format for q4_1/q5_1: s = d * sum(qs) carries the offset term. */
 typedef struct {
     llm_half d, s;
@@ -124,6 +134,7 @@ typedef struct {
 
 static_assert(sizeof(block_q4_0) == 18, "q4_0 block size");
 static_assert(sizeof(block_q4_0x8) == 272, "packed q4_0 block size");
+static_assert(sizeof(block_q8_0x8) == 528, "packed q8_0 block size");
 static_assert(sizeof(block_q4_1) == 20, "q4_1 block size");
 static_assert(sizeof(block_q5_0) == 22, "q5_0 block size");
 static_assert(sizeof(block_q5_1) == 24, "q5_1 block size");
@@ -210,7 +221,11 @@ void llm_vec_dot_bf16_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_q4_0_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot4_q4_0_avx2(int64_t n, float s[4], const void *w, size_t w_stride, const void *act);
 void llm_pack8_q4_0_avx2(const void *w, size_t w_stride, void *dst, int64_t n);
-void llm_vec_dot8_packed_q4_0_avx2(int64_t n, float s[8], const void *packed, const void *act, const int32_t *act_sums);
+void llm_vec_dot8_packed_q4_0_avx2(int64_t n, int n_act, float *s, size_t s_stride, const void *packed, const void *act,
+                                   size_t act_stride, const int32_t *act_sums);
+void llm_pack8_q8_0_avx2(const void *w, size_t w_stride, void *dst, int64_t n);
+void llm_vec_dot8_packed_q8_0_avx2(int64_t n, int n_act, float *s, size_t s_stride, const void *packed, const void *act,
+                                   size_t act_stride, const int32_t *act_sums);
 void llm_vec_dot_q4_1_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_q5_0_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_q5_1_avx2(int64_t n, float *s, const void *w, const void *act);

@@ -73,7 +73,14 @@ bool llm_type_can_quantize(llm_type t)
 
 size_t llm_packed8_size(llm_type t, int64_t n)
 {
-    return t == LLM_Q4_0 ? (size_t)(n / QK4_0) * sizeof(block_q4_0x8) : 0;
+    switch (t) {
+    case LLM_Q4_0:
+        return (size_t)(n / QK4_0) * sizeof(block_q4_0x8);
+    case LLM_Q8_0:
+        return (size_t)(n / QK8_0) * sizeof(block_q8_0x8);
+    default:
+        return 0;
+    }
 }
 
 void llm_act_block_sums(const void *act, int64_t n, int32_t *sums)
@@ -159,8 +166,8 @@ static const llm_kernels AVX2 = {
     .vec_dot4 = {[LLM_Q4_0] = llm_vec_dot4_q4_0_avx2,
                  [LLM_Q8_0] = llm_vec_dot4_q8_0_avx2,
                  [LLM_Q4_K] = llm_vec_dot4_q4_K_avx2},
-    .pack8 = {[LLM_Q4_0] = llm_pack8_q4_0_avx2},
-    .vec_dot8_packed = {[LLM_Q4_0] = llm_vec_dot8_packed_q4_0_avx2},
+    .pack8 = {[LLM_Q4_0] = llm_pack8_q4_0_avx2, [LLM_Q8_0] = llm_pack8_q8_0_avx2},
+    .vec_dot8_packed = {[LLM_Q4_0] = llm_vec_dot8_packed_q4_0_avx2, [LLM_Q8_0] = llm_vec_dot8_packed_q8_0_avx2},
 };
 
 /* AVX2, FMA and F16C present and the OS saves the YMM registers. Asked with cpuid directly

@@ -46,17 +46,21 @@ typedef void (*llm_quantize_act_fn)(const float *x, void *dst, int64_t n);
 typedef void (*llm_vec_dot4_fn)(int64_t n, float s[4], const void *w, size_t w_stride, const void *act);
 
 /* Optional, for prompt batches: eight weight rows interleaved so that each vector lane holds
- * one row (Q4_0: block_q4_0x8, nibbles widened to bytes). A batch packs its rows once, into a
+ * one row (Q4_0: block_q4_0x8, nibbles widened to bytes; Q8_0: block_q8_0x8, each quant split
+ * into two nibbles so that maddubs can take them unsigned). A batch packs its rows once, into a
  * per-thread buffer in cache -- the weights stay mapped -- and every token of the batch then
  * costs about half of what vec_dot4 costs: no unpacking, no horizontal sums per block.
  * pack8 writes rows w, w + w_stride, ..., w + 7 * w_stride (n elements each) as
- * llm_packed8_size(t, n) bytes; vec_dot8_packed gives the eight dots with one activation row,
- * act_sums holding the sum of the quants of each activation block (llm_act_block_sums). The
- * results equal vec_dot's up to float rounding (the per-block sums are exact; they are scaled
- * and added in another order), not bit for bit. */
+ * llm_packed8_size(t, n) bytes; vec_dot8_packed gives the eight dots with each of n_act (at most
+ * LLM_PACKED_MAX_ACT) activation rows: row i at act + i * act_stride, the sums of the quants of
+ * its blocks (llm_act_block_sums) at act_sums + i * (n / 32), its eight results at
+ * s + i * s_stride. Several rows per call let the packed rows be read once for all of them.
+ * The results equal vec_dot's up to float rounding (the per-block sums are exact; they are
+ * scaled and added in another order), not bit for bit, and do not depend on n_act. */
+#define LLM_PACKED_MAX_ACT 4
 typedef void (*llm_pack8_fn)(const void *w, size_t w_stride, void *dst, int64_t n);
-typedef void (*llm_vec_dot8_packed_fn)(int64_t n, float s[8], const void *packed, const void *act,
-                                       const int32_t *act_sums);
+typedef void (*llm_vec_dot8_packed_fn)(int64_t n, int n_act, float *s, size_t s_stride, const void *packed,
+                                       const void *act, size_t act_stride, const int32_t *act_sums);
 
 typedef struct llm_kernels {
     const char *name;                            /* "scalar", "avx2", "neon" */

@@ -139,9 +139,10 @@ static void multiply_batch_packed(const mm_job *j, const pack_state *ps, int64_t
     for (int64_t tb = 0; tb < j->n_tok; tb += j->tok_block) {
         int64_t te = tb + j->tok_block < j->n_tok ? tb + j->tok_block : j->n_tok;
         for (int64_t r = r0; r < r1; r += 8)
-            for (int64_t t = tb; t < te; t++)
-                j->dot8_packed(cols, &j->y[t * rows + r], ps->packed + (size_t)((r - r0) / 8) * j->pack_size,
-                               j->act + (size_t)t * j->act_row, ps->act_sums + t * nb);
+            for (int64_t t = tb; t < te; t += LLM_PACKED_MAX_ACT)
+                j->dot8_packed(cols, (int)(te - t < LLM_PACKED_MAX_ACT ? te - t : LLM_PACKED_MAX_ACT), &j->y[t * rows + r],
+                               (size_t)rows, ps->packed + (size_t)((r - r0) / 8) * j->pack_size,
+                               j->act + (size_t)t * j->act_row, j->act_row, ps->act_sums + t * nb);
     }
 }
 

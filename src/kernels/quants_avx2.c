@@ -286,32 +286,141 @@ void llm_pack8_q4_0_avx2(const void *w, size_t w_stride, void *dst, int64_t n)
     }
 }
 
-/* The eight dots of packed rows with one activation row, lane r = row r. Per block: each group
- * of four activation bytes is broadcast and multiplied with the eight rows' four quants by one
- * maddubs; eight groups add up in i16 (16 products of q <= 15 and |y| <= 127: |sum| <= 30480),
- * one madd finishes the block's exact i32 sum, 8 * sum(y) is taken off (q - 8), and the eight
- * rows' scales are applied by one FMA. No horizontal adds. */
-void llm_vec_dot8_packed_q4_0_avx2(int64_t n, float s[8], const void *packed, const void *act,
-                                   const int32_t *act_sums)
+/* The eight dots of packed rows with nt (<= 4) activation rows, lane r = row r. Per block: each
+ * group of four activation bytes is broadcast and multiplied with the eight rows' four quants
+ * by one maddubs; eight groups add up in i16 (16 products of q <= 15 and |y| <= 128: |sum| <=
+ * 30720), one madd finishes the block's exact i32 sum, 8 * sum(y) is taken off (q - 8), and
+ * the eight rows' scales are applied by one FMA. No horizontal adds. Each packed group is
+ * loaded once for all nt tokens: one token at a time, the loop was bound by reading the
+ * packed rows back from L2. Every token's result is computed by the same operations whatever
+ * nt is. */
+static inline void q4_0_packed_tokens(int64_t n, int nt, float *s, size_t s_stride, const block_q4_0x8 *x,
+                                      const block_q8_0 *const y[4], const int32_t *const sums[4])
 {
-    const block_q4_0x8 *x = packed;
-    const block_q8_0 *y = act;
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[4];
+    #pragma GCC unroll 4
+    for (int t = 0; t < nt; t++)
+        acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QK4_0; b++) {
-        __m256i s16 = _mm256_setzero_si256();
+        __m256i s16[4];
+        #pragma GCC unroll 4
+        for (int t = 0; t < nt; t++)
+            s16[t] = _mm256_setzero_si256();
         #pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
-            int32_t y4;
-            memcpy(&y4, y[b].qs + 4 * g, 4);
-            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)x[b].qs[g]),
-                                                             _mm256_set1_epi32(y4)));
+            const __m256i xg = _mm256_loadu_si256((const __m256i *)x[b].qs[g]);
+            #pragma GCC unroll 4
+            for (int t = 0; t < nt; t++) {
+                int32_t y4;
+                memcpy(&y4, y[t][b].qs + 4 * g, 4);
+                s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(xg, _mm256_set1_epi32(y4)));
+            }
         }
-        __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(s16, ones), _mm256_set1_epi32(8 * act_sums[b]));
-        __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x[b].d)), _mm256_set1_ps(h2f(y[b].d)));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(s32), acc);
+        const __m256 dx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x[b].d));
+        #pragma GCC unroll 4
+        for (int t = 0; t < nt; t++) {
+            __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(8 * sums[t][b]));
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, _mm256_set1_ps(h2f(y[t][b].d))), _mm256_cvtepi32_ps(s32), acc[t]);
+        }
     }
-    _mm256_storeu_ps(s, acc);
+    #pragma GCC unroll 4
+    for (int t = 0; t < nt; t++)
+        _mm256_storeu_ps(s + (size_t)t * s_stride, acc[t]);
+}
+
+/* Splits a call into groups of up to four tokens with the token count a constant in each. */
+#define PACKED_TOKENS_DISPATCH(fn, block_t, n, n_act, s, s_stride, packed, act, act_stride, act_sums)                  \
+    do {                                                                                                               \
+        const block_q8_0 *ys_[4];                                                                                      \
+        const int32_t *sums_[4];                                                                                       \
+        for (int t_ = 0; t_ < (n_act) && t_ < 4; t_++) {                                                               \
+            ys_[t_] = (const block_q8_0 *)((const uint8_t *)(act) + (size_t)t_ * (act_stride));                        \
+            sums_[t_] = (act_sums) + (size_t)t_ * (size_t)((n) / 32);                                                  \
+        }                                                                                                              \
+        switch (n_act) {                                                                                               \
+        case 4: fn((n), 4, (s), (s_stride), (const block_t *)(packed), ys_, sums_); break;                             \
+        case 3: fn((n), 3, (s), (s_stride), (const block_t *)(packed), ys_, sums_); break;                             \
+        case 2: fn((n), 2, (s), (s_stride), (const block_t *)(packed), ys_, sums_); break;                             \
+        default: fn((n), 1, (s), (s_stride), (const block_t *)(packed), ys_, sums_); break;                            \
+        }                                                                                                              \
+    } while (0)
+
+void llm_vec_dot8_packed_q4_0_avx2(int64_t n, int n_act, float *s, size_t s_stride, const void *packed, const void *act,
+                                   size_t act_stride, const int32_t *act_sums)
+{
+    PACKED_TOKENS_DISPATCH(q4_0_packed_tokens, block_q4_0x8, n, n_act, s, s_stride, packed, act, act_stride, act_sums);
+}
+
+/* Eight q8_0 rows packed for a batch (block_q8_0x8): each quant split into its low nibble and
+ * its high nibble + 8, grouped by four like block_q4_0x8. */
+void llm_pack8_q8_0_avx2(const void *w, size_t w_stride, void *dst, int64_t n)
+{
+    block_q8_0x8 *out = dst;
+    const __m256i m4 = _mm256_set1_epi8(0xF), eight = _mm256_set1_epi8(8);
+    for (int r = 0; r < 8; r++) {
+        const block_q8_0 *x = (const block_q8_0 *)((const uint8_t *)w + (size_t)r * w_stride);
+        for (int64_t b = 0; b < n / QK8_0; b++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)x[b].qs);
+            uint8_t lo[32], hi[32];
+            _mm256_storeu_si256((__m256i *)lo, _mm256_and_si256(q, m4));
+            _mm256_storeu_si256((__m256i *)hi, _mm256_xor_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), eight));
+            out[b].d[r] = x[b].d;
+            for (int g = 0; g < 8; g++) {
+                memcpy(out[b].lo[g][r], lo + 4 * g, 4);
+                memcpy(out[b].hi[g][r], hi + 4 * g, 4);
+            }
+        }
+    }
+}
+
+/* The eight dots of packed q8_0 rows with nt (<= 4) activation rows, lane r = row r, as
+ * q4_0_packed_tokens does it for each nibble plane: sum(q * y) = 16 * sum(hi * y) -
+ * 128 * sum(y) + sum(lo * y), exact in i32 (each plane's eight groups add up in i16: 16
+ * products of <= 15 and |y| <= 128, |sum| <= 30720). */
+static inline void q8_0_packed_tokens(int64_t n, int nt, float *s, size_t s_stride, const block_q8_0x8 *x,
+                                      const block_q8_0 *const y[4], const int32_t *const sums[4])
+{
+    const __m256i ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
+    __m256 acc[4];
+    #pragma GCC unroll 4
+    for (int t = 0; t < nt; t++)
+        acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK8_0; b++) {
+        __m256i lo[4], hi[4];
+        #pragma GCC unroll 4
+        for (int t = 0; t < nt; t++)
+            lo[t] = hi[t] = _mm256_setzero_si256();
+        #pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            const __m256i xlo = _mm256_loadu_si256((const __m256i *)x[b].lo[g]);
+            const __m256i xhi = _mm256_loadu_si256((const __m256i *)x[b].hi[g]);
+            #pragma GCC unroll 4
+            for (int t = 0; t < nt; t++) {
+                int32_t y4;
+                memcpy(&y4, y[t][b].qs + 4 * g, 4);
+                const __m256i yb = _mm256_set1_epi32(y4);
+                lo[t] = _mm256_add_epi16(lo[t], _mm256_maddubs_epi16(xlo, yb));
+                hi[t] = _mm256_add_epi16(hi[t], _mm256_maddubs_epi16(xhi, yb));
+            }
+        }
+        const __m256 dx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x[b].d));
+        #pragma GCC unroll 4
+        for (int t = 0; t < nt; t++) {
+            __m256i s32 = _mm256_add_epi32(_mm256_madd_epi16(hi[t], sixteen), _mm256_madd_epi16(lo[t], ones));
+            s32 = _mm256_sub_epi32(s32, _mm256_set1_epi32(128 * sums[t][b]));
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dx, _mm256_set1_ps(h2f(y[t][b].d))), _mm256_cvtepi32_ps(s32), acc[t]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int t = 0; t < nt; t++)
+        _mm256_storeu_ps(s + (size_t)t * s_stride, acc[t]);
+}
+
+void llm_vec_dot8_packed_q8_0_avx2(int64_t n, int n_act, float *s, size_t s_stride, const void *packed, const void *act,
+                                   size_t act_stride, const int32_t *act_sums)
+{
+    PACKED_TOKENS_DISPATCH(q8_0_packed_tokens, block_q8_0x8, n, n_act, s, s_stride, packed, act, act_stride, act_sums);
 }
 
 void llm_vec_dot_q4_1_avx2(int64_t n, float *s, const void *w, const void *act)
