@@ -6,7 +6,12 @@
 #   cold      `llmap run MODEL Hello --num-predict 1`, page cache dropped: llmap reads the file
 #             in on a helper thread while the first token computes behind it
 #   demand    the same with LLMAP_NO_POPULATE=1: the weights arrive by demand faults only
-#   warm      `llmap run` with everything cached (chat template: "Hello" is 9 tokens)
+#   warm      `llmap run` with everything cached (chat template: "Hello" is 9 tokens); the
+#             page cache as a read leaves it: large folios, mapped 2 MiB at a time
+#   written   the same on a copy just written (cp), whose page cache is in small folios, as a
+#             download or `llmap synth` leaves it: every 4 KiB page is mapped on its own (under
+#             this VM's shadow paging a hypervisor trap each, ~1.5 us: 0.2-0.3 s of CPU for the
+#             file) — the warm case that costs most, and the one llama.cpp's figure is likely from
 #   raw       `llmap logits MODEL Hello --top 1`, warm: the raw prompt (BOS + "Hello", 2 tokens)
 #             in a context of that size — the work llama.cpp's llama-simple did
 # next to the disk's read bandwidth measured in the same run with `dd bs=4M` of another file,
@@ -35,6 +40,7 @@ SHARED=${LLMAP_SHARED:-$ROOT/../shared}
 MODELS=$ROOT/build/bench-models
 SRC_MODEL=$MODELS/llama-1.1b-q4_0.gguf
 MODEL=$MODELS/coldload-1.1b-q4_0.gguf # own copy: pages another process maps survive drop_caches
+WRITTEN=$MODELS/coldload-written-1.1b-q4_0.gguf # rewritten each round (small folios)
 PROBE=$MODELS/disk-probe.bin
 NLC=$ROOT/build/llamacpp             # llama.cpp from npm, as bench/vs-llamacpp.sh installs it
 REPS=${REPS:-3}
@@ -121,13 +127,17 @@ for r in $(seq "$REPS"); do
         prime; drop; lc_c=$(lc1); lc1 >/dev/null
     fi
     warm=$(warm_range run1 "$BIN")
+    cp "$SRC_MODEL" "$WRITTEN.tmp" && mv "$WRITTEN.tmp" "$WRITTEN" && sync "$WRITTEN" || die "cannot copy to $WRITTEN"
+    written=$(MODEL=$WRITTEN warm_range run1 "$BIN")
+    base_written=
+    [ -z "$BASE" ] || base_written=$(MODEL=$WRITTEN warm_range run1 "$BASE")
     raw=$(warm_range raw1 "$BIN")
     [ -z "$BASE" ] || base_warm=$(warm_range run1 "$BASE")
     [ "$have_lc" = 1 ] && lc_w=$(warm_range lc1)
     awk -v r="$r" -v load="$load" -v size="$size" -v first="$first" -v again="$again" -v cold="$cold" \
         -v rd="${rd:-0}" -v demand="$demand" -v warm="$warm" -v raw="$raw" -v lcw="${lc_warm:-0}" \
         -v lcc="${lc_cold:-0}" -v bc="$base_cold" -v brd="${base_rd:-0}" -v bw="$base_warm" -v left="${left:-0}" \
-        -v lcrc="$lc_c" -v lcrw="$lc_w" 'BEGIN {
+        -v lcrc="$lc_c" -v lcrw="$lc_w" -v written="$written" -v bwr="$base_written" 'BEGIN {
             bound = size / again / 1e9
             printf "round %d (load %s): disk %.2f GB/s (first %.2f) -> size/bw %.3f s\n", r, load, again, first, bound
             if (left > 0.05 * size / 1e6)
@@ -141,8 +151,12 @@ for r in $(seq "$REPS"); do
             printf "; raw (logits, 2 tokens) %s s", raw
             if (lcw > 0) printf " = %.2f-%.2f x (goal <= 0.5)", a[1] / lcw, a[2] / lcw
             printf "\n"
+            split(written, wr, "-")
+            printf "  warm, file just written (small folios): run %s s", written
+            if (lcw > 0) printf " = %.2f-%.2f x llama.cpp warm", wr[1] / lcw, wr[2] / lcw
+            printf "\n"
             if (bc != "")
-                printf "  base  cold %.2f s (read-in %.3f s), warm run %s s\n", bc, brd, bw
+                printf "  base  cold %.2f s (read-in %.3f s), warm run %s s, written %s s\n", bc, brd, bw, bwr
             if (lcrw != "") {
                 split(lcrw, l, "-")
                 printf "  llama.cpp here (node-llama-cpp, library ready -> first token of BOS+Hello): cold %.2f s, warm %s s;", lcrc, lcrw

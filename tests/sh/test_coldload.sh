@@ -6,8 +6,8 @@
 # `llmap run` loads it: the answer equals the warm run's (greedy), the load reports that it found
 # the cache cold and read the file in on a helper thread (started while loading, ended when the
 # model closed), and afterwards the file is in the page cache (fincore) but for the untied
-# embedding table the read-in skips. With
-# LLMAP_NO_POPULATE=1 the same cold run still answers the same. Timing is not checked here
+# embedding table the read-in skips. A warm load maps the file on the same helper thread
+# instead. With LLMAP_NO_POPULATE=1 the same runs still answer the same. Timing is not checked here
 # (a shared machine is too noisy for a test; bench/memory.sh and the report measure it).
 TEST=coldload
 . "$(dirname "$0")/lib.sh"
@@ -33,6 +33,13 @@ run() { "$BIN" run "$MODEL" "Hello" --num-predict 4 --temperature 0 --verbose "$
 run >"$tmp/warm.out" 2>"$tmp/warm.err"
 check '[ $? -eq 0 ] && [ -s "$tmp/warm.out" ]' "warm run answers ($(tail -2 "$tmp/warm.err"))"
 check '! grep -q "cold page cache" "$tmp/warm.err"' "a warm load does not read the file again"
+# ... but maps it on the helper thread, ahead of the first forward pass, and ends that by the close.
+check 'grep -q "warm page cache (.*resident): mapping .* in the background" "$tmp/warm.err" &&
+       grep -q "warm page cache: mapped .* of .* MiB" "$tmp/warm.err"' \
+    "a warm load maps the file in the background ($(grep "page cache" "$tmp/warm.err" | tr '\n' '|'))"
+LLMAP_NO_POPULATE=1 run >"$tmp/warm2.out" 2>"$tmp/warm2.err"
+check 'cmp -s "$tmp/warm.out" "$tmp/warm2.out" && ! grep -q "page cache" "$tmp/warm2.err"' \
+    "LLMAP_NO_POPULATE=1 turns the warm map-in off, same answer"
 
 # ---- cold, populated ----------------------------------------------------------------------------
 evict
