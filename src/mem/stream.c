@@ -91,6 +91,7 @@ struct llm_stream {
     int read_fd;          /* buffer mode: the file opened again, for one sequential stream */
     int direct_fd;        /* buffer mode: the file opened with O_DIRECT, -1 when refused */
     bool direct;          /* the read mode now: direct_fd with N_READERS readers, else read_fd */
+    bool direct_refused;  /* an O_DIRECT read failed: cached reads only */
     int active_readers;   /* readers taking work (mapping mode: all); the others only wait */
     uint64_t cache_from, cache_end; /* cached reads: bytes read and not yet dropped (drop_behind) */
     /* buffer mode: which read mode is faster, measured on this machine now (choose_read_mode) */
@@ -155,16 +156,26 @@ static void drop_behind(llm_stream *s, uint64_t off, uint64_t len)
 
 /* Buffer mode: one piece of the file into a slot (the copy is what compute uses), then out of
  * the page cache behind it. A short read (file shrank) leaves zeros, as the mapping's SIGBUS
- * guard does; llm_map_check reports the shrunken file. */
-static void read_piece(llm_stream *s, uint8_t *dst, uint64_t off, uint64_t len, bool direct)
+ * guard does; llm_map_check reports the shrunken file. An O_DIRECT read that fails (a file
+ * system that opens with O_DIRECT but refuses the reads, an alignment it wants larger than a
+ * page) reads the rest of the piece through the page cache instead: false then, and the caller
+ * stops reading direct. Zeros in the weights would be wrong answers, not an error. */
+static bool read_piece(llm_stream *s, uint8_t *dst, uint64_t off, uint64_t len, bool direct)
 {
     const llm_map *m = s->map;
-    int fd = direct ? s->direct_fd : s->read_fd >= 0 ? s->read_fd : m->fd;
+    int cached_fd = s->read_fd >= 0 ? s->read_fd : m->fd;
+    int fd = direct ? s->direct_fd : cached_fd;
+    bool direct_ok = true;
     uint64_t done = 0;
     while (done < len) {
         ssize_t n = pread(fd, dst + done, (size_t)(len - done), (off_t)(off + done));
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && fd != cached_fd) {
+            fd = cached_fd;
+            direct_ok = false;
+            continue;
+        }
         if (n <= 0) {
             memset(dst + done, 0, (size_t)(len - done));
             break;
@@ -173,6 +184,9 @@ static void read_piece(llm_stream *s, uint8_t *dst, uint64_t off, uint64_t len, 
     }
     if (!direct)
         drop_behind(s, off, len);
+    else if (!direct_ok) /* (not drop_behind: another direct reader may be falling back too) */
+        llm_map_drop_cache(m, off, len);
+    return direct_ok;
 }
 
 /* The bytes a reader fetches for layer il: in buffer mode the layer's range rounded out to
@@ -203,6 +217,16 @@ static bool raise_priority(const llm_stream *s)
     (void)s;
     return false;
 #endif
+}
+
+/* Switches the read mode (lock held): direct reads use every reader, cached reads one. */
+static void set_read_mode(llm_stream *s, bool direct)
+{
+    if (direct == s->direct)
+        return;
+    s->direct = direct;
+    s->active_readers = direct ? N_READERS : 1;
+    pthread_cond_broadcast(&s->cond); /* the other readers join or leave */
 }
 
 static void *reader_main(void *arg)
@@ -236,11 +260,16 @@ static void *reader_main(void *arg)
             s->idle_seconds += s->busy_since - s->idle_since;
         }
         pthread_mutex_unlock(&s->lock);
+        bool direct_ok = true;
         if (dst)
-            read_piece(s, dst, off, len, direct);
+            direct_ok = read_piece(s, dst, off, len, direct);
         else
             llm_map_populate_range(s->map, off, len, 1);
         pthread_mutex_lock(&s->lock);
+        if (!direct_ok && !s->direct_refused) {
+            s->direct_refused = true; /* from now on through the page cache only */
+            set_read_mode(s, false);
+        }
         if (--s->in_flight == 0) {
             s->idle_since = llm_now();
             s->read_seconds += s->idle_since - s->busy_since;
@@ -624,22 +653,13 @@ static void walk_begin(llm_stream *s)
  * the start of a walk. */
 #define TRIAL_CYCLE 32
 
-static void set_read_mode(llm_stream *s, bool direct)
-{
-    if (direct == s->direct)
-        return;
-    s->direct = direct;
-    s->active_readers = direct ? N_READERS : 1;
-    pthread_cond_broadcast(&s->cond); /* the other readers join or leave */
-}
-
 static void choose_read_mode(llm_stream *s)
 {
     double now = llm_now();
     int w = s->n_walks++, pos = w > 0 ? (w - 1) % TRIAL_CYCLE : -1; /* this walk's place in its cycle */
     if (pos == 1 || pos == 2) /* the walk that just ended was a trial (cycle place 0 or 1) */
         s->trial_s[s->walk_direct] = now - s->walk_t0;
-    if (s->fixed_mode < 0 && s->direct_fd >= 0 && pos >= 0)
+    if (s->fixed_mode < 0 && s->direct_fd >= 0 && !s->direct_refused && pos >= 0)
         set_read_mode(s, pos == 0 ? true : pos == 1 ? false : s->trial_s[1] < s->trial_s[0]);
     s->walk_t0 = now;
     s->walk_direct = s->direct;
