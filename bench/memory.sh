@@ -121,6 +121,8 @@ run_llmap() {
     $launch "$BIN" run "$MODEL" "$PROMPT" --num-predict "$NPREDICT" --temperature 0 --ctx 128 --verbose "$@" \
         >"$out.txt" 2>"$out.err"
 }
+# (N tokens take N forward passes — the prompt's yields the first — so bytes per token are the
+# run's bytes ÷ N; LLMAP_STREAM_TRACE counts the walks. Before 2026-11-26 this divided by N + 1.)
 field() { # field FILE: tokens/s of generation, MiB read, major faults, resident MiB when streaming
     # (tokens ÷ seconds from "generation: N tokens in T s": the rounded tokens/s llmap prints has
     # one decimal, too coarse below 1 token/s)
@@ -220,7 +222,7 @@ for _ in $(seq "$REPS"); do
                 keep = (lim - ovh) * 1048576; from_disk = size - keep
                 bound = bw * 1e9 / from_disk; reread = bw * 1e9 / size
                 printf "%-7s %5.3f tokens/s = %.2f of bound %.2f | disk %.2f GB/s re-read (%.2f, %.2f; first reads %.2f, %.2f) | %.0f MB from disk per token at the bound; re-read-all bound %.2f | %.0f MiB read (%.0f per token), %d major faults%s, wall %.1f s, cgroup peak %.0f MiB%s | load %s | %s\n",
-                    m, tps, tps / bound, bound, bw, bw1, bw2, f1, f2, from_disk / 1e6, reread, mib, mib / (n + 1), maj,
+                    m, tps, tps / bound, bound, bw, bw1, bw2, f1, f2, from_disk / 1e6, reread, mib, mib / n, maj,
                     (waited != "" ? sprintf(", compute waited %.1f s, %s", waited, reader) : ""), wall, peak / 1048576,
                     (res > 0 ? sprintf(", %d MiB resident", res) : ""), load, same
             }'
