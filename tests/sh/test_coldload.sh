@@ -37,6 +37,10 @@ check '! grep -q "cold page cache" "$tmp/warm.err"' "a warm load does not read t
 check 'grep -q "warm page cache (.*resident): mapping .* in the background" "$tmp/warm.err" &&
        grep -q "warm page cache: mapped .* of .* MiB" "$tmp/warm.err"' \
     "a warm load maps the file in the background ($(grep "page cache" "$tmp/warm.err" | tr '\n' '|'))"
+# A one-shot run with --num-predict and no --ctx gets a context just large enough for its prompt
+# and answer (cmd_run.c): the answer equals the one in a full default-sized context.
+run --ctx 2048 >"$tmp/ctx.out" 2>"$tmp/ctx.err"
+check 'cmp -s "$tmp/warm.out" "$tmp/ctx.out"' "the one-shot context sized to the prompt answers as a 2048-token one does"
 LLMAP_NO_POPULATE=1 run >"$tmp/warm2.out" 2>"$tmp/warm2.err"
 check 'cmp -s "$tmp/warm.out" "$tmp/warm2.out" && ! grep -q "page cache" "$tmp/warm2.err"' \
     "LLMAP_NO_POPULATE=1 turns the warm map-in off, same answer"
