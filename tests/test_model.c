@@ -23,6 +23,7 @@
 
 #include "check.h"
 #include "model/model.h"
+#include "model/ops.h"
 
 /* Tolerances (abs, on logits with std ~3).
  * Native: activations are quantized to Q8_0/Q8_K exactly like ggml, and the attention and
@@ -573,8 +574,50 @@ static void check_f32(const char *sh, const char *const *stems, size_t n)
 
 /* ---- driver --------------------------------------------------------------------------------- */
 
+/* The attention's several-rows F32 dot (scores against every cached key, the weighted sum over
+ * V^T rows) must give each row exactly the one-row dot's bits (ggml's summation order, which the
+ * reference comparisons rely on) and the true dot within float rounding, for row lengths around
+ * the 32-element steps and row counts around the groups of four. */
+static void check_dot_rows(void)
+{
+    if (!llm_ops_have_avx2()) {
+        printf("note: no AVX2+FMA: several-rows dot not tested\n");
+        return;
+    }
+    enum { MAXN = 131, MAXR = 9, STRIDE = 140 };
+    static float x[MAXR * STRIDE], y[MAXN];
+    uint64_t g = 12345;
+    for (int i = 0; i < MAXR * STRIDE; i++) {
+        g = g * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(g >> 11) * 0x1p-53 * 2 - 1);
+    }
+    for (int i = 0; i < MAXN; i++)
+        y[i] = (float)sin(i * 0.37) * 3;
+    static const int ns[] = {1, 7, 31, 32, 33, 64, 95, 128, 131};
+    int same = 0, close = 0, total = 0;
+    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+        for (int rows = 1; rows <= MAXR; rows++) {
+            float out[MAXR];
+            llm_dot_f32_ggml_rows_avx2(ns[a], rows, x, STRIDE, y, out);
+            for (int r = 0; r < rows; r++) {
+                float one = llm_dot_f32_ggml_avx2(ns[a], x + r * STRIDE, y);
+                double ref = 0, mag = 0;
+                for (int i = 0; i < ns[a]; i++) {
+                    ref += (double)x[r * STRIDE + i] * y[i];
+                    mag += fabs((double)x[r * STRIDE + i] * y[i]);
+                }
+                same += memcmp(&one, &out[r], sizeof one) == 0;
+                close += fabs(out[r] - ref) <= 1e-6 * mag + 1e-7;
+                total++;
+            }
+        }
+    CHECK_MSG(same == total, "several-rows dot: %d of %d rows differ from the one-row dot's bits", total - same, total);
+    CHECK_MSG(close == total, "several-rows dot: %d of %d rows off the double-precision dot", total - close, total);
+}
+
 int main(void)
 {
+    check_dot_rows();
     const char *sh = shared_dir();
     if (!sh) {
         SKIP("shared data not found (set LLMAP_SHARED): reference comparisons not run");

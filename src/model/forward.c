@@ -208,8 +208,7 @@ static void attend_one(llm_ctx *c, int il, int n_tok, int t, int h, int pos, uin
 
     if (!c->kv_f16 && c->simd_ops) {
         const float *K = (const float *)c->kc[il] + (size_t)kvh * hd;
-        for (int j = 0; j < n_kv; j++)
-            s[j] = llm_dot_f32_ggml_avx2(hd, K + (size_t)j * kvd, qh);
+        llm_dot_f32_ggml_rows_avx2(hd, n_kv, K, (size_t)kvd, qh, s);
     } else if (!c->kv_f16) {
         const float *K = (const float *)c->kc[il] + (size_t)kvh * hd;
         for (int j = 0; j < n_kv; j++)
@@ -231,9 +230,11 @@ static void attend_one(llm_ctx *c, int il, int n_tok, int t, int h, int pos, uin
         const int n_pad = (n_kv + 31) / 32 * 32;
         for (int j = n_kv; j < n_pad; j++)
             s[j] = 0.0f;
-        for (int d = 0; d < hd; d++)
-            out[d] = n_tok == 1 ? llm_dot_f32_ggml_avx2(n_pad, VT + (size_t)d * c->v_stride, s)
-                                : llm_dot_f32_lanes8_avx2(n_pad, VT + (size_t)d * c->v_stride, s);
+        if (n_tok == 1)
+            llm_dot_f32_ggml_rows_avx2(n_pad, hd, VT, (size_t)c->v_stride, s, out);
+        else
+            for (int d = 0; d < hd; d++)
+                out[d] = llm_dot_f32_lanes8_avx2(n_pad, VT + (size_t)d * c->v_stride, s);
     } else if (!c->kv_f16) {
         const float *VT = (const float *)c->vc[il] + (size_t)kvh * hd * c->v_stride;
         for (int d = 0; d < hd; d++)

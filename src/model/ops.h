@@ -8,6 +8,7 @@
 #define LLMAP_MODEL_OPS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/kernels.h"
@@ -36,6 +37,9 @@ void llm_op_swiglu_avx2(float *a, const float *b, int n);
  * pairwise, scalar tail) and tinyBLAS's (one 8-lane accumulator; n a multiple of 8). */
 float llm_dot_f32_ggml_avx2(int n, const float *x, const float *y);
 float llm_dot_f32_lanes8_avx2(int n, const float *x, const float *y);
+/* out[r] = llm_dot_f32_ggml_avx2(n, x + r * x_stride, y) for r < n_rows, bit for bit, with the
+ * rows taken four at a time (attention scores: one query head against every cached key). */
+void llm_dot_f32_ggml_rows_avx2(int n, int n_rows, const float *x, size_t x_stride, const float *y, float *out);
 /* Whether this CPU can run the *_avx2 ops. */
 bool llm_ops_have_avx2(void);
 

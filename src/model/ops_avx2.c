@@ -117,6 +117,41 @@ float llm_dot_f32_ggml_avx2(int n, const float *x, const float *y)
     return sum;
 }
 
+/* llm_dot_f32_ggml_avx2 of x rows 0..n_rows-1 (x + r * x_stride) with one y, four rows at a time:
+ * y's loads and the loop are shared, each row's own accumulators see exactly the operations the
+ * one-row version does, in the same order, so every result is bit-identical to it. */
+void llm_dot_f32_ggml_rows_avx2(int n, int n_rows, const float *x, size_t x_stride, const float *y, float *out)
+{
+    const int np = n & ~31;
+    int r = 0;
+    for (; r + 4 <= n_rows; r += 4) {
+        const float *xr[4] = {x + (size_t)r * x_stride, x + (size_t)(r + 1) * x_stride, x + (size_t)(r + 2) * x_stride,
+                              x + (size_t)(r + 3) * x_stride};
+        __m256 acc[4][4];
+        for (int k = 0; k < 4; k++)
+            for (int j = 0; j < 4; j++)
+                acc[k][j] = _mm256_setzero_ps();
+        for (int i = 0; i < np; i += 32)
+            for (int j = 0; j < 4; j++) {
+                const __m256 yv = _mm256_loadu_ps(y + i + 8 * j);
+                for (int k = 0; k < 4; k++)
+                    acc[k][j] = _mm256_fmadd_ps(_mm256_loadu_ps(xr[k] + i + 8 * j), yv, acc[k][j]);
+            }
+        for (int k = 0; k < 4; k++) {
+            __m256 a0 = _mm256_add_ps(acc[k][0], acc[k][2]), a1 = _mm256_add_ps(acc[k][1], acc[k][3]);
+            a0 = _mm256_add_ps(a0, a1);
+            const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
+            const __m128 t1 = _mm_hadd_ps(t0, t0);
+            float sum = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+            for (int i = np; i < n; i++)
+                sum += xr[k][i] * y[i];
+            out[r + k] = sum;
+        }
+    }
+    for (; r < n_rows; r++)
+        out[r] = llm_dot_f32_ggml_avx2(n, x + (size_t)r * x_stride, y);
+}
+
 float llm_dot_f32_lanes8_avx2(int n, const float *x, const float *y)
 {
     __m256 acc = _mm256_setzero_ps();
