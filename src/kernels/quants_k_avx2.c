@@ -19,6 +19,7 @@
 #include "kernels/simd_avx2.h"
 
 #include <stdalign.h>
+#include <stddef.h>
 
 void llm_act_q8_K_avx2(const float *x, void *dst, int64_t n)
 {
@@ -234,11 +235,17 @@ void llm_vec_dot_q3_K_avx2(int64_t n, float *s, const void *w, const void *act)
 
 /* ---- q4_K and q5_K -----------------------------------------------------------------------------
  *
- * Measured (in cache, one core): the q4_K dot is bound by vector loads and ALUs about equally.
- * So the scale of each 32-element sub-block comes from a table row (a madd memory operand: one
- * aligned load, no shuffle), the scale and min unpacking runs in the otherwise idle scalar
- * units, and the 4-row kernel copies the activation blocks, 32 at a time, to an aligned buffer
- * that the four rows then read without line crossings. q5_K shares the block code. */
+ * Measured (in cache, one core): the q4_K dot is bound by the vector ALUs first (every vector
+ * operation added per block, even in place of several scalar ones, made it slower), then by
+ * instruction count. So the scale of each 32-element sub-block comes from a table row (a madd
+ * memory operand: one aligned load, no shuffle) addressed by scalar code, the float step (d,
+ * dmin, mins, the fold to 4 lanes) is done for two blocks at a time, and the 4-row kernel copies
+ * the activation blocks, 32 at a time, to an aligned buffer that the four rows then read without
+ * line crossings. Tried and slower in cache: multipliers from a byte-shuffle unpacking of the
+ * scales with in-register broadcasts (0.81) or a store and dword broadcasts (0.72), offsets
+ * unpacked for a run of blocks ahead with vector code (0.91), scale bytes stored and reloaded
+ * one by one (0.85); software prefetch (1-8 KiB ahead) made streaming no faster. q5_K shares
+ * the block code. */
 
 /* Row v holds v in all 16 i16 lanes: the multiplier for a 6-bit scale v. */
 #define K_SCALE_ROW(v) {v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v}
@@ -295,14 +302,17 @@ static inline __m256i bit_to_4(__m256i v, int from)
     return from < 4 ? _mm256_slli_epi16(v, 4 - from) : from > 4 ? _mm256_srli_epi16(v, from - 4) : v;
 }
 
-/* One q4_K or q5_K block of a row against its activation block (q8: the 256 quants, sub:
- * sub-block sums, yd: the activation scale in every lane); qh is the q5_K fifth-bit array, NULL
- * for q4_K. Lanes 0..3 of the result accumulate d * (scaled quant products), lanes 4..7
- * dmin * (min term); the row's dot is their difference. vec_dot and vec_dot4 both go through
- * here, so each row gets the same float operations in the same order (integer sums are exact
- * whatever their order). */
-static inline __attribute__((always_inline)) __m256 k45_block(const uint8_t *hdr, const uint8_t *qs, const uint8_t *qh,
-                                                              const int8_t *q8, __m128i sub, __m128 yd, __m256 acc)
+/* The integer part of one q4_K or q5_K block against its activation block (q8: the 256 quants):
+ * the scaled quant products in 8 lanes, the mins as bytes and the fp16 pair (d, dmin). qh is
+ * the q5_K fifth-bit array, NULL for q4_K. */
+typedef struct {
+    __m256i sum;
+    uint64_t mins;
+    uint32_t d_dmin;
+} k45_ints;
+
+static inline __attribute__((always_inline)) k45_ints k45_block(const uint8_t *hdr, const uint8_t *qs, const uint8_t *qh,
+                                                                const int8_t *q8)
 {
     const __m256i m4 = _mm256_set1_epi8(0xF), bit4 = _mm256_set1_epi8(16);
     const k4_scales k = k4_unpack(hdr + 4); /* d, dmin, then the 12 packed bytes */
@@ -325,31 +335,80 @@ static inline __attribute__((always_inline)) __m256 k45_block(const uint8_t *hdr
         ph = _mm256_madd_epi16(ph, k_scale_row4(w4, (2 * c + 1) % 4));
         sum = _mm256_add_epi32(sum, _mm256_add_epi32(pl, ph));
     }
-    __m128i mins = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)k.mins));
-    return k_block_finish(fold_i32(sum), _mm_madd_epi16(mins, sub), hdr, yd, acc);
+    k45_ints r = {sum, k.mins, 0};
+    memcpy(&r.d_dmin, hdr, 4);
+    return r;
 }
 
-static inline __attribute__((always_inline)) __m256 q4_K_block(const block_q4_K *x, const int8_t *q8, __m128i sub,
-                                                               __m128 yd, __m256 acc)
+/* No block: what an odd row's last block is paired with (all its terms are exact zeros). */
+static inline k45_ints k45_none(void)
 {
-    return k45_block((const uint8_t *)x, x->qs, NULL, q8, sub, yd, acc);
+    k45_ints r = {_mm256_setzero_si256(), 0, 0};
+    return r;
 }
 
-static inline __attribute__((always_inline)) __m256 q5_K_block(const block_q5_K *x, const int8_t *q8, __m128i sub,
-                                                               __m128 yd, __m256 acc)
+/* The float step of two consecutive blocks a, b of a row, one vector operation for both where a
+ * single block needs one of its own (measured: the per-block float step was a quarter of the
+ * vector work). sub_ab: the 32-element activation sums of a (lane 0) and b (lane 1); yd_ab:
+ * (yd_a, yd_a, yd_b, yd_b). acc[0] gains d * (scaled quant products), acc[1] dmin * (min
+ * terms), block a in lanes 0..3 and b in 4..7; the row's dot is the sum of acc[0] - acc[1]. */
+static inline __attribute__((always_inline)) void k45_finish2(k45_ints a, k45_ints b, __m256i sub_ab, __m128 yd_ab,
+                                                              __m256 acc[2])
 {
-    return k45_block((const uint8_t *)x, x->qs, x->qh, q8, sub, yd, acc);
+    const __m256i f = _mm256_add_epi32(_mm256_permute2x128_si256(a.sum, b.sum, 0x20),
+                                       _mm256_permute2x128_si256(a.sum, b.sum, 0x31));
+    const __m128i mins = _mm_unpacklo_epi64(_mm_cvtsi64_si128((long long)a.mins), _mm_cvtsi64_si128((long long)b.mins));
+    const __m256i mt = _mm256_madd_epi16(_mm256_cvtepu8_epi16(mins), sub_ab);
+    const __m128i dd = _mm_unpacklo_epi32(_mm_cvtsi32_si128((int)a.d_dmin), _mm_cvtsi32_si128((int)b.d_dmin));
+    const __m256 dm = _mm256_castps128_ps256(_mm_mul_ps(_mm_cvtph_ps(dd), yd_ab)); /* d_a, dmin_a, d_b, dmin_b */
+    const __m256 d = _mm256_permutevar8x32_ps(dm, _mm256_setr_epi32(0, 0, 0, 0, 2, 2, 2, 2));
+    const __m256 dmin = _mm256_permutevar8x32_ps(dm, _mm256_setr_epi32(1, 1, 1, 1, 3, 3, 3, 3));
+    acc[0] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(f), acc[0]);
+    acc[1] = _mm256_fmadd_ps(dmin, _mm256_cvtepi32_ps(mt), acc[1]);
 }
 
+static inline float k45_result(const __m256 acc[2])
+{
+    return hsum_ps(_mm256_sub_ps(acc[0], acc[1]));
+}
+
+/* sub_ab and yd_ab of k45_finish2 straight from q8_K blocks a and b (b NULL: none). */
+static inline __m256i q8_K_sub_pair(const block_q8_K *a, const block_q8_K *b)
+{
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(q8_K_sub_sums(a->bsums)),
+                                   b ? q8_K_sub_sums(b->bsums) : _mm_setzero_si128(), 1);
+}
+
+static inline __m128 q8_K_yd_pair(const block_q8_K *a, const block_q8_K *b)
+{
+    const float yb = b ? b->d : 0;
+    return _mm_setr_ps(a->d, a->d, yb, yb);
+}
+
+/* A q4_K or q5_K row (qh_off: offset of the fifth-bit array in a block, 0 for q4_K) against a
+ * q8_K row, blocks in pairs from the start of the row as the 4-row kernel takes them. */
+static inline __attribute__((always_inline)) float k45_row(const uint8_t *x, size_t bsize, size_t qs_off, size_t qh_off,
+                                                           const block_q8_K *y, int64_t nb)
+{
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+        const uint8_t *xa = x + bsize * (size_t)i, *xb = xa + bsize;
+        k45_ints a = k45_block(xa, xa + qs_off, qh_off ? xa + qh_off : NULL, y[i].qs);
+        k45_ints b = k45_block(xb, xb + qs_off, qh_off ? xb + qh_off : NULL, y[i + 1].qs);
+        k45_finish2(a, b, q8_K_sub_pair(&y[i], &y[i + 1]), q8_K_yd_pair(&y[i], &y[i + 1]), acc);
+    }
+    if (i < nb) {
+        const uint8_t *xa = x + bsize * (size_t)i;
+        k45_finish2(k45_block(xa, xa + qs_off, qh_off ? xa + qh_off : NULL, y[i].qs), k45_none(),
+                    q8_K_sub_pair(&y[i], NULL), q8_K_yd_pair(&y[i], NULL), acc);
+    }
+    return k45_result(acc);
+}
 
 void llm_vec_dot_q4_K_avx2(int64_t n, float *s, const void *w, const void *act)
 {
-    const block_q4_K *x = w;
-    const block_q8_K *y = act;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++)
-        acc = q4_K_block(&x[i], y[i].qs, q8_K_sub_sums(y[i].bsums), _mm_set1_ps(y[i].d), acc);
-    *s = k4_finish(acc);
+    *s = k45_row(w, sizeof(block_q4_K), offsetof(block_q4_K, qs), 0, act, n / QK_K);
 }
 
 /* Activation blocks a 4-row kernel copies to its aligned buffer per step (8 KiB of quants). */
@@ -357,11 +416,12 @@ void llm_vec_dot_q4_K_avx2(int64_t n, float *s, const void *w, const void *act)
 
 /* A run of activation blocks laid out for the 4-row kernels: the quants copied to 32-byte
  * aligned rows (four weight rows then read them without cache-line crossings), the sub-block
- * sums, and the scale in every lane. */
+ * sums and the scale twice per block (two consecutive blocks are then one load each), and a
+ * zero block after the last for an odd run's final block. */
 typedef struct {
     alignas(32) int8_t qs[K_DOT4_BLOCKS][QK_K];
-    __m128i sub[K_DOT4_BLOCKS];
-    __m128 d[K_DOT4_BLOCKS];
+    __m128i sub[K_DOT4_BLOCKS + 1];
+    float yd[K_DOT4_BLOCKS + 1][2];
 } k_act_run;
 
 static void k_act_run_fill(k_act_run *run, const block_q8_K *y, int64_t nb)
@@ -371,12 +431,15 @@ static void k_act_run_fill(k_act_run *run, const block_q8_K *y, int64_t nb)
         for (int k = 0; k < QK_K / 32; k++)
             _mm256_store_si256((__m256i *)(run->qs[i] + 32 * k), _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * k)));
         run->sub[i] = q8_K_sub_sums(y[i].bsums);
-        run->d[i] = _mm_set1_ps(y[i].d);
+        run->yd[i][0] = run->yd[i][1] = y[i].d;
     }
+    run->sub[nb] = _mm_setzero_si128();
+    run->yd[nb][0] = run->yd[nb][1] = 0;
 }
 
 /* Four q4_K rows against one activation row; each output bit-identical to
- * llm_vec_dot_q4_K_avx2 (q4_K_block per row, blocks in order). Rows are walked one after the
+ * llm_vec_dot_q4_K_avx2 (k45_block per row, blocks paired the same way: runs hold an even
+ * number of blocks but the last). Rows are walked one after the
  * other over a run of blocks rather than interleaved block by block: four interleaved streams
  * measured 15-17 GB/s from memory on one core against 21-23 for one stream, while the aligned
  * activation copy, made once per run for the four rows, is what makes the kernel faster in
@@ -386,36 +449,35 @@ void llm_vec_dot4_q4_K_avx2(int64_t n, float s[4], const void *w, size_t w_strid
     const block_q8_K *y = act;
     const int64_t nb = n / QK_K;
     k_act_run run;
-    __m256 acc[4];
+    __m256 acc[4][2];
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
-        acc[r] = _mm256_setzero_ps();
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     for (int64_t i0 = 0; i0 < nb; i0 += K_DOT4_BLOCKS) {
         const int64_t nr = nb - i0 < K_DOT4_BLOCKS ? nb - i0 : K_DOT4_BLOCKS;
         k_act_run_fill(&run, y + i0, nr);
         for (int r = 0; r < 4; r++) {
             const block_q4_K *x = (const block_q4_K *)((const uint8_t *)w + (size_t)r * w_stride) + i0;
-            __m256 a = acc[r];
-            for (int64_t i = 0; i < nr; i++)
-                a = q4_K_block(&x[i], run.qs[i], run.sub[i], run.d[i], a);
-            acc[r] = a;
+            __m256 a[2] = {acc[r][0], acc[r][1]};
+            for (int64_t i = 0; i < nr; i += 2) {
+                const k45_ints ka = k45_block((const uint8_t *)&x[i], x[i].qs, NULL, run.qs[i]);
+                const k45_ints kb = i + 1 < nr ? k45_block((const uint8_t *)&x[i + 1], x[i + 1].qs, NULL, run.qs[i + 1])
+                                               : k45_none();
+                k45_finish2(ka, kb, _mm256_loadu_si256((const __m256i *)&run.sub[i]), _mm_loadu_ps(run.yd[i]), a);
+            }
+            acc[r][0] = a[0], acc[r][1] = a[1];
         }
     }
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
-        s[r] = k4_finish(acc[r]);
+        s[r] = k45_result(acc[r]);
 }
 
 /* No 4-row q5_K kernel: with the fifth bits the block is ALU-bound and the aligned activation
  * copy measured no faster (29.3 vs 29.5 GB/s per core in cache). */
 void llm_vec_dot_q5_K_avx2(int64_t n, float *s, const void *w, const void *act)
 {
-    const block_q5_K *x = w;
-    const block_q8_K *y = act;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; i++)
-        acc = q5_K_block(&x[i], y[i].qs, q8_K_sub_sums(y[i].bsums), _mm_set1_ps(y[i].d), acc);
-    *s = k4_finish(acc);
+    *s = k45_row(w, sizeof(block_q5_K), offsetof(block_q5_K, qs), offsetof(block_q5_K, qh), act, n / QK_K);
 }
 
 /* ---- q6_K ------------------------------------------------------------------------------------
