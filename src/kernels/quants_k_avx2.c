@@ -239,9 +239,8 @@ void llm_vec_dot_q3_K_avx2(int64_t n, float *s, const void *w, const void *act)
  * operation added per block, even in place of several scalar ones, made it slower), then by
  * instruction count. So the scale of each 32-element sub-block comes from a table row (a madd
  * memory operand: one aligned load, no shuffle) addressed by scalar code, the float step (d,
- * dmin, mins, the fold to 4 lanes) is done for two blocks at a time, and the 4-row kernel copies
- * the activation blocks, 32 at a time, to an aligned buffer that the four rows then read without
- * line crossings. Tried and slower in cache: multipliers from a byte-shuffle unpacking of the
+ * dmin, mins, the fold to 4 lanes) is done for two blocks at a time, and the 4-row kernel
+ * prepares the activation side of that step once for its four rows. Tried and slower in cache: multipliers from a byte-shuffle unpacking of the
  * scales with in-register broadcasts (0.81) or a store and dword broadcasts (0.72), offsets
  * unpacked for a run of blocks ahead with vector code (0.91), scale bytes stored and reloaded
  * one by one (0.85); software prefetch (1-8 KiB ahead) made streaming no faster. q5_K shares
@@ -411,59 +410,45 @@ void llm_vec_dot_q4_K_avx2(int64_t n, float *s, const void *w, const void *act)
     *s = k45_row(w, sizeof(block_q4_K), offsetof(block_q4_K, qs), 0, act, n / QK_K);
 }
 
-/* Activation blocks a 4-row kernel copies to its aligned buffer per step (8 KiB of quants). */
+/* Activation blocks whose sums and scales a 4-row step prepares at once for its four rows. */
 #define K_DOT4_BLOCKS 32
 
-/* A run of activation blocks laid out for the 4-row kernels: the quants copied to 32-byte
- * aligned rows (four weight rows then read them without cache-line crossings), the sub-block
- * sums and the scale twice per block (two consecutive blocks are then one load each), and a
- * zero block after the last for an odd run's final block. */
-typedef struct {
-    alignas(32) int8_t qs[K_DOT4_BLOCKS][QK_K];
-    __m128i sub[K_DOT4_BLOCKS + 1];
-    float yd[K_DOT4_BLOCKS + 1][2];
-} k_act_run;
-
-static void k_act_run_fill(k_act_run *run, const block_q8_K *y, int64_t nb)
-{
-    for (int64_t i = 0; i < nb; i++) {
-#pragma GCC unroll 8
-        for (int k = 0; k < QK_K / 32; k++)
-            _mm256_store_si256((__m256i *)(run->qs[i] + 32 * k), _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * k)));
-        run->sub[i] = q8_K_sub_sums(y[i].bsums);
-        run->yd[i][0] = run->yd[i][1] = y[i].d;
-    }
-    run->sub[nb] = _mm_setzero_si128();
-    run->yd[nb][0] = run->yd[nb][1] = 0;
-}
-
 /* Four q4_K rows against one activation row; each output bit-identical to
- * llm_vec_dot_q4_K_avx2 (k45_block per row, blocks paired the same way: runs hold an even
- * number of blocks but the last). Rows are walked one after the
- * other over a run of blocks rather than interleaved block by block: four interleaved streams
- * measured 15-17 GB/s from memory on one core against 21-23 for one stream, while the aligned
- * activation copy, made once per run for the four rows, is what makes the kernel faster in
- * cache (24 -> 32 GB/s per core). */
+ * llm_vec_dot_q4_K_avx2 (k45_block per row, blocks paired the same way: a run holds an even
+ * number of blocks but the last). Rows are walked one after the other over a run of blocks
+ * rather than interleaved block by block: four interleaved streams measured 15-17 GB/s from
+ * memory on one core against 21-23 for one stream. What the four rows share is the activation
+ * side of the float step (sums and scales of block pairs), made once per run. An aligned copy
+ * of the activation quants per run, which an earlier version made, measured 8% faster in cache
+ * but 3-6% slower from memory (a pass with no weight loads in flight); copying them while row 0
+ * ran was 0.67x from memory (the stores held up the missing weight loads behind them). Token
+ * generation reads its weights from memory, so neither is kept. */
 void llm_vec_dot4_q4_K_avx2(int64_t n, float s[4], const void *w, size_t w_stride, const void *act)
 {
     const block_q8_K *y = act;
     const int64_t nb = n / QK_K;
-    k_act_run run;
+    __m256i subs[K_DOT4_BLOCKS / 2];
+    __m128 yds[K_DOT4_BLOCKS / 2];
     __m256 acc[4][2];
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
         acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     for (int64_t i0 = 0; i0 < nb; i0 += K_DOT4_BLOCKS) {
         const int64_t nr = nb - i0 < K_DOT4_BLOCKS ? nb - i0 : K_DOT4_BLOCKS;
-        k_act_run_fill(&run, y + i0, nr);
+        for (int64_t i = 0; i < nr; i += 2) {
+            const block_q8_K *yb = i + 1 < nr ? &y[i0 + i + 1] : NULL;
+            subs[i / 2] = q8_K_sub_pair(&y[i0 + i], yb);
+            yds[i / 2] = q8_K_yd_pair(&y[i0 + i], yb);
+        }
         for (int r = 0; r < 4; r++) {
             const block_q4_K *x = (const block_q4_K *)((const uint8_t *)w + (size_t)r * w_stride) + i0;
+            const block_q8_K *yr = y + i0;
             __m256 a[2] = {acc[r][0], acc[r][1]};
             for (int64_t i = 0; i < nr; i += 2) {
-                const k45_ints ka = k45_block((const uint8_t *)&x[i], x[i].qs, NULL, run.qs[i]);
-                const k45_ints kb = i + 1 < nr ? k45_block((const uint8_t *)&x[i + 1], x[i + 1].qs, NULL, run.qs[i + 1])
+                const k45_ints ka = k45_block((const uint8_t *)&x[i], x[i].qs, NULL, yr[i].qs);
+                const k45_ints kb = i + 1 < nr ? k45_block((const uint8_t *)&x[i + 1], x[i + 1].qs, NULL, yr[i + 1].qs)
                                                : k45_none();
-                k45_finish2(ka, kb, _mm256_loadu_si256((const __m256i *)&run.sub[i]), _mm_loadu_ps(run.yd[i]), a);
+                k45_finish2(ka, kb, subs[i / 2], yds[i / 2], a);
             }
             acc[r][0] = a[0], acc[r][1] = a[1];
         }
@@ -473,8 +458,8 @@ void llm_vec_dot4_q4_K_avx2(int64_t n, float s[4], const void *w, size_t w_strid
         s[r] = k45_result(acc[r]);
 }
 
-/* No 4-row q5_K kernel: with the fifth bits the block is ALU-bound and the aligned activation
- * copy measured no faster (29.3 vs 29.5 GB/s per core in cache). */
+/* No 4-row q5_K kernel: with the fifth bits the block is ALU-bound; an aligned activation copy
+ * shared by four rows measured no faster (29.3 vs 29.5 GB/s per core in cache). */
 void llm_vec_dot_q5_K_avx2(int64_t n, float *s, const void *w, const void *act)
 {
     *s = k45_row(w, sizeof(block_q5_K), offsetof(block_q5_K, qs), offsetof(block_q5_K, qh), act, n / QK_K);
@@ -489,9 +474,9 @@ void llm_vec_dot_q5_K_avx2(int64_t n, float *s, const void *w, const void *act)
  * multiplier pair of a 32-element run (groups 2j, 2j+1) is one in-lane shuffle (was a shuffle
  * and a widening per run), and the high 2 bits are moved into place with one shift each. */
 
-/* One q6_K block of a row into acc (8 lanes; the dot is their sum). No 4-row kernel: the
- * aligned activation copy that pays for itself in q4_K (load-bound) only costs here
- * (measured 32 vs 35 GB/s per core in cache). */
+/* One q6_K block of a row into acc (8 lanes; the dot is their sum). No 4-row kernel: an
+ * aligned activation copy shared by four rows only cost here (measured 32 vs 35 GB/s per core
+ * in cache). */
 static inline __attribute__((always_inline)) __m256 q6_K_block(const block_q6_K *x, const int8_t *q8, __m256i bsums,
                                                                __m256 yd, __m256 acc)
 {
