@@ -249,9 +249,18 @@ static long http_get_small(const char *url, const char *accept, llm_buf *out, ll
     return code;
 }
 
+/* Received bytes reach the partial file in writes that end on SINK_CHUNK-aligned offsets, so
+ * the page cache keeps the new model in large folios, which a mapping maps 2 MiB at a time
+ * (a warm first answer about twice as fast as from a file written in curl's 16 KiB pieces,
+ * see gguf/writer.c). A kill loses at most the buffer: the partial file stays whole. */
+#define SINK_CHUNK (8u << 20)
+
 typedef struct file_sink {
     int fd;
-    uint64_t offset;   /* where this response's bytes go */
+    uint64_t offset;   /* where this response's next bytes go */
+    uint64_t flushed;  /* bytes of the file written; buf holds [flushed, offset) */
+    uint8_t *buf;      /* SINK_CHUNK bytes */
+    size_t buf_len;
     int checked;       /* status code looked at */
     long code;
     CURL *curl;
@@ -303,6 +312,23 @@ static void keep_validator(const file_sink *f)
         unlink(f->meta);
 }
 
+static int sink_flush(file_sink *f)
+{
+    for (size_t done = 0; done < f->buf_len;) {
+        ssize_t w = pwrite(f->fd, f->buf + done, f->buf_len - done, (off_t)(f->flushed + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            f->write_error = w < 0 ? errno : EIO;
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    f->flushed += f->buf_len;
+    f->buf_len = 0;
+    return 0;
+}
+
 /* The first bytes decide what the response is: 206 continues the partial file, 200 means the
  * server ignored the Range and sends everything (start over), anything else is an error
  * whose body is kept for the message instead of being written to the file. */
@@ -316,7 +342,8 @@ static size_t file_write(char *p, size_t sz, size_t n, void *ud)
         if (f->code == 200 && f->offset > 0) {
             if (ftruncate(f->fd, 0) != 0)
                 return 0;
-            f->offset = 0;
+            f->offset = f->flushed = 0;
+            f->buf_len = 0;
             f->prog->start = f->prog->now = 0;
         }
         if (f->code == 200)
@@ -332,15 +359,14 @@ static size_t file_write(char *p, size_t sz, size_t n, void *ud)
         return 0;
     }
     for (size_t done = 0; done < len;) {
-        ssize_t w = pwrite(f->fd, p + done, len - done, (off_t)f->offset);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            f->write_error = errno;
+        size_t room = SINK_CHUNK - (size_t)(f->offset % SINK_CHUNK);
+        size_t take = len - done < room ? len - done : room;
+        memcpy(f->buf + f->buf_len, p + done, take);
+        f->buf_len += take;
+        f->offset += take;
+        done += take;
+        if (f->offset % SINK_CHUNK == 0 && sink_flush(f))
             return 0;
-        }
-        done += (size_t)w;
-        f->offset += (uint64_t)w;
     }
     f->prog->now = f->offset;
     progress_show(f->prog, 0);
@@ -390,7 +416,8 @@ static int download(const char *url, const char *partial, const char *meta, uint
         close(fd);
         return llm_errf(err, "cannot start libcurl");
     }
-    file_sink f = {.fd = fd, .offset = have, .curl = c, .prog = &prog, .limit = expect_size, .meta = meta};
+    file_sink f = {.fd = fd, .offset = have, .flushed = have, .buf = llm_xmalloc(SINK_CHUNK), .curl = c, .prog = &prog,
+                   .limit = expect_size, .meta = meta};
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &f);
     /* If-Range: the server sends the rest only if the file is still the one the partial
@@ -421,6 +448,9 @@ static int download(const char *url, const char *partial, const char *meta, uint
     if (have)
         curl_easy_setopt(c, CURLOPT_RANGE, range);
     CURLcode rc = curl_easy_perform(c);
+    if (!f.write_error)
+        sink_flush(&f); /* what arrived is kept, also when the transfer failed: the next pull resumes */
+    free(f.buf);
     long code = f.code;
     if (!f.checked)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
