@@ -49,27 +49,44 @@ void llm_act_f32_scalar(const float *x, void *dst, int64_t n)
 
 /* ---- F16 / BF16 --------------------------------------------------------------------------- */
 
+/* Both are 16-bit floats that differ only in the conversion; one loop per operation serves
+ * both, the conversion passed in. */
+typedef float (*half_to_f32_fn)(uint16_t h);
+typedef uint16_t (*f32_to_half_fn)(float f);
+
+static void dequant_half(const uint16_t *h, float *dst, int64_t n, half_to_f32_fn to_f32)
+{
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = to_f32(h[i]);
+}
+
+static void quant_half(const float *src, uint16_t *h, int64_t n, f32_to_half_fn from_f32)
+{
+    for (int64_t i = 0; i < n; i++)
+        h[i] = from_f32(src[i]);
+}
+
+static float dot_half(int64_t n, const uint16_t *x, const uint16_t *y, half_to_f32_fn to_f32)
+{
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++)
+        sum += (double)(to_f32(x[i]) * to_f32(y[i]));
+    return (float)sum;
+}
+
 void llm_dequant_f16_scalar(const void *src, float *dst, int64_t n)
 {
-    const uint16_t *h = src;
-    for (int64_t i = 0; i < n; i++)
-        dst[i] = H2F(h[i]);
+    dequant_half(src, dst, n, llm_fp16_to_fp32);
 }
 
 void llm_quant_f16_ref(const float *src, void *dst, int64_t n)
 {
-    uint16_t *h = dst;
-    for (int64_t i = 0; i < n; i++)
-        h[i] = F2H(src[i]);
+    quant_half(src, dst, n, llm_fp32_to_fp16);
 }
 
 void llm_vec_dot_f16_scalar(int64_t n, float *s, const void *w, const void *act)
 {
-    const uint16_t *x = w, *y = act;
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++)
-        sum += (double)(H2F(x[i]) * H2F(y[i]));
-    *s = (float)sum;
+    *s = dot_half(n, w, act, llm_fp16_to_fp32);
 }
 
 void llm_act_f16_scalar(const float *x, void *dst, int64_t n)
@@ -79,25 +96,17 @@ void llm_act_f16_scalar(const float *x, void *dst, int64_t n)
 
 void llm_dequant_bf16_scalar(const void *src, float *dst, int64_t n)
 {
-    const uint16_t *h = src;
-    for (int64_t i = 0; i < n; i++)
-        dst[i] = llm_bf16_to_fp32(h[i]);
+    dequant_half(src, dst, n, llm_bf16_to_fp32);
 }
 
 void llm_quant_bf16_ref(const float *src, void *dst, int64_t n)
 {
-    uint16_t *h = dst;
-    for (int64_t i = 0; i < n; i++)
-        h[i] = llm_fp32_to_bf16(src[i]);
+    quant_half(src, dst, n, llm_fp32_to_bf16);
 }
 
 void llm_vec_dot_bf16_scalar(int64_t n, float *s, const void *w, const void *act)
 {
-    const uint16_t *x = w, *y = act;
-    double sum = 0;
-    for (int64_t i = 0; i < n; i++)
-        sum += (double)(llm_bf16_to_fp32(x[i]) * llm_bf16_to_fp32(y[i]));
-    *s = (float)sum;
+    *s = dot_half(n, w, act, llm_bf16_to_fp32);
 }
 
 void llm_act_bf16_scalar(const float *x, void *dst, int64_t n)
@@ -269,6 +278,16 @@ static int q5_value(const uint8_t *qs, uint32_t qh, int j)
     return nib | (int)(((qh >> j) & 1) << 4);
 }
 
+/* Element j (low half) and j + 16 (high half) of a q5 block: nibbles to qs[j], fifth bits to
+ * qh bits j and j + 16. */
+_Static_assert(QK5_0 == QK5_1, "Q5_0 and Q5_1 share the quant packing");
+static void pack_q5_pair(uint8_t *qs, uint32_t *qh, int j, uint8_t lo, uint8_t hi)
+{
+    qs[j] = (uint8_t)((lo & 0xF) | ((hi & 0xF) << 4));
+    *qh |= (uint32_t)(lo >> 4) << j;
+    *qh |= (uint32_t)(hi >> 4) << (j + QK5_0 / 2);
+}
+
 void llm_dequant_q5_0_scalar(const void *src, float *dst, int64_t n)
 {
     const block_q5_0 *b = src;
@@ -291,9 +310,7 @@ void llm_quant_q5_0_ref(const float *src, void *dst, int64_t n)
         for (int j = 0; j < QK5_0 / 2; j++) {
             uint8_t lo = trunc_clamp(src[j] * id + 16.5f, 31);
             uint8_t hi = trunc_clamp(src[j + QK5_0 / 2] * id + 16.5f, 31);
-            b[i].qs[j] = (uint8_t)((lo & 0xF) | ((hi & 0xF) << 4));
-            qh |= (uint32_t)(lo >> 4) << j;
-            qh |= (uint32_t)(hi >> 4) << (j + QK5_0 / 2);
+            pack_q5_pair(b[i].qs, &qh, j, lo, hi);
         }
         store_u32(b[i].qh, qh);
     }
@@ -340,9 +357,7 @@ void llm_quant_q5_1_ref(const float *src, void *dst, int64_t n)
             /* ggml does not clamp here: (x - min) * id + 0.5 < 31.5 + rounding */
             uint8_t lo = trunc_clamp((src[j] - min) * id + 0.5f, 31);
             uint8_t hi = trunc_clamp((src[j + QK5_1 / 2] - min) * id + 0.5f, 31);
-            b[i].qs[j] = (uint8_t)((lo & 0xF) | ((hi & 0xF) << 4));
-            qh |= (uint32_t)(lo >> 4) << j;
-            qh |= (uint32_t)(hi >> 4) << (j + QK5_1 / 2);
+            pack_q5_pair(b[i].qs, &qh, j, lo, hi);
         }
         store_u32(b[i].qh, qh);
     }
@@ -373,14 +388,19 @@ static float absmax(const float *x, int n)
     return amax;
 }
 
+/* Q8_0 and Q8_1 blocks hold the same 32 quants times d (Q8_1 adds a sum the dequant ignores). */
+_Static_assert(QK8_0 == QK8_1, "Q8_0 and Q8_1 share the block dequantization");
+static void dequant_q8_block(const int8_t qs[QK8_0], float d, float *dst)
+{
+    for (int j = 0; j < QK8_0; j++)
+        dst[j] = qs[j] * d;
+}
+
 void llm_dequant_q8_0_scalar(const void *src, float *dst, int64_t n)
 {
     const block_q8_0 *b = src;
-    for (int64_t i = 0; i < n / QK8_0; i++, dst += QK8_0) {
-        float d = H2F(b[i].d);
-        for (int j = 0; j < QK8_0; j++)
-            dst[j] = b[i].qs[j] * d;
-    }
+    for (int64_t i = 0; i < n / QK8_0; i++, dst += QK8_0)
+        dequant_q8_block(b[i].qs, H2F(b[i].d), dst);
 }
 
 /* ggml's quantize_row_q8_0_ref: id = 1/d, roundf (half away from zero). */
@@ -447,11 +467,8 @@ void llm_act_q8_1_scalar(const float *x, void *dst, int64_t n)
 void llm_dequant_q8_1_scalar(const void *src, float *dst, int64_t n)
 {
     const block_q8_1 *b = src;
-    for (int64_t i = 0; i < n / QK8_1; i++, dst += QK8_1) {
-        float d = H2F(b[i].d);
-        for (int j = 0; j < QK8_1; j++)
-            dst[j] = b[i].qs[j] * d;
-    }
+    for (int64_t i = 0; i < n / QK8_1; i++, dst += QK8_1)
+        dequant_q8_block(b[i].qs, H2F(b[i].d), dst);
 }
 
 /* ggml's quantize_row_q8_1_ref. */

@@ -183,51 +183,62 @@ static float make_qkx2_quants(int n, int nmax, const float *x, const float *weig
 
 #define GROUP_MAX_EPS 1e-15f
 
+/* The value of largest magnitude, with its sign (first one on ties); *amax gets |value|. */
+static float signed_absmax_k(int n, const float *x, float *amax)
+{
+    float max = 0;
+    *amax = 0;
+    for (int i = 0; i < n; i++) {
+        float ax = fabsf(x[i]);
+        if (ax > *amax) {
+            *amax = ax;
+            max = x[i];
+        }
+    }
+    return max;
+}
+
+/* One rounding pass of the symmetric fits: l = round(iscale * x) clamped to [-nmax, nmax-1],
+ * stored as l + offset when L is given, and the x^2-weighted sums sum(w*x*l), sum(w*l*l)
+ * that make the least-squares scale sumlx / suml2. */
+static void symmetric_round(int n, int nmax, float iscale, const float *x, int8_t *L, int offset, float *sumlx,
+                            float *suml2)
+{
+    float slx = 0, sl2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = llm_nearest_int(iscale * x[i]);
+        l = MAXI(-nmax, MINI(nmax - 1, l));
+        if (L)
+            L[i] = (int8_t)(l + offset);
+        float w = x[i] * x[i];
+        slx += w * x[i] * l;
+        sl2 += w * l * l;
+    }
+    *sumlx = slx;
+    *suml2 = sl2;
+}
+
 /* Symmetric fit x ~ scale * (L - nmax), L - nmax in [-nmax, nmax-1], weights x^2; tries 18
  * perturbed scales around -nmax/max and keeps the best weighted least-squares one. */
 static float make_qx_quants(int n, int nmax, const float *x, int8_t *L)
 {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
+    float amax;
+    float max = signed_absmax_k(n, x, &amax);
     if (amax < GROUP_MAX_EPS) {
         memset(L, 0, (size_t)n);
         return 0.f;
     }
-    float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = llm_nearest_int(iscale * x[i]);
-        l = MAXI(-nmax, MINI(nmax - 1, l));
-        L[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
+    float sumlx, suml2;
+    symmetric_round(n, nmax, -nmax / max, x, L, nmax, &sumlx, &suml2);
     float scale = suml2 ? sumlx / suml2 : 0.0f;
     float best = scale * sumlx;
     for (int is = -9; is <= 9; is++) {
         if (is == 0)
             continue;
-        iscale = -(nmax + 0.1f * is) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; i++) {
-            int l = llm_nearest_int(iscale * x[i]);
-            l = MAXI(-nmax, MINI(nmax - 1, l));
-            float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
+        float iscale = -(nmax + 0.1f * is) / max;
+        symmetric_round(n, nmax, iscale, x, NULL, 0, &sumlx, &suml2);
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; i++) {
-                int l = llm_nearest_int(iscale * x[i]);
-                L[i] = (int8_t)(nmax + MAXI(-nmax, MINI(nmax - 1, l)));
-            }
+            symmetric_round(n, nmax, iscale, x, L, nmax, &sumlx, &suml2);
             scale = sumlx / suml2;
             best = scale * sumlx;
         }
@@ -239,28 +250,14 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L)
  * weights x^2. Returns the scale; L holds values + nmax. */
 static float make_q3_quants(int n, int nmax, const float *x, int8_t *L)
 {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
+    float amax;
+    float max = signed_absmax_k(n, x, &amax);
     if (amax < GROUP_MAX_EPS) {
         memset(L, 0, (size_t)n);
         return 0.f;
     }
-    float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = llm_nearest_int(iscale * x[i]);
-        l = MAXI(-nmax, MINI(nmax - 1, l));
-        L[i] = (int8_t)l;
-        float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
+    float sumlx, suml2;
+    symmetric_round(n, nmax, -nmax / max, x, L, 0, &sumlx, &suml2);
     for (int itry = 0; itry < 5; itry++) {
         int n_changed = 0;
         for (int i = 0; i < n; i++) {
@@ -288,6 +285,20 @@ static float make_q3_quants(int n, int nmax, const float *x, int8_t *L)
     for (int i = 0; i < n; i++)
         L[i] = (int8_t)(L[i] + nmax);
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* ---- integer dot shared by Q3_K and Q6_K: 16 groups of 16 signed quants, one signed scale each */
+
+static int dot_16_groups(const int8_t q[QK_K], const int8_t sc[QK_K / 16], const int8_t *yqs)
+{
+    int isum = 0;
+    for (int g = 0; g < QK_K / 16; g++) {
+        int gs = 0;
+        for (int l = 0; l < 16; l++)
+            gs += q[16 * g + l] * yqs[16 * g + l];
+        isum += sc[g] * gs;
+    }
+    return isum;
 }
 
 /* ---- Q2_K ---------------------------------------------------------------------------------- */
@@ -457,14 +468,7 @@ void llm_vec_dot_q3_K_scalar(int64_t n, float *s, const void *w, const void *act
     for (int64_t i = 0; i < n / QK_K; i++) {
         q3_K_unpack(&x[i], q);
         llm_q3_K_scales(x[i].scales, sc);
-        int isum = 0;
-        for (int g = 0; g < QK_K / 16; g++) {
-            int gs = 0;
-            for (int l = 0; l < 16; l++)
-                gs += q[16 * g + l] * y[i].qs[16 * g + l];
-            isum += sc[g] * gs;
-        }
-        sum += H2F(x[i].d) * y[i].d * (float)isum;
+        sum += H2F(x[i].d) * y[i].d * (float)dot_16_groups(q, sc, y[i].qs);
     }
     *s = sum;
 }
@@ -686,14 +690,7 @@ void llm_vec_dot_q6_K_scalar(int64_t n, float *s, const void *w, const void *act
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         q6_K_unpack(&x[i], q);
-        int isum = 0;
-        for (int g = 0; g < QK_K / 16; g++) {
-            int gs = 0;
-            for (int l = 0; l < 16; l++)
-                gs += q[16 * g + l] * y[i].qs[16 * g + l];
-            isum += x[i].scales[g] * gs;
-        }
-        sum += H2F(x[i].d) * y[i].d * (float)isum;
+        sum += H2F(x[i].d) * y[i].d * (float)dot_16_groups(q, x[i].scales, y[i].qs);
     }
     *s = sum;
 }
