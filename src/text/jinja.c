@@ -1125,10 +1125,19 @@ static node *parse_unary(jj *J, int with_filter)
     return n;
 }
 
+/* A node with two operands (a binary operator, `~`, `and`, `or`). The right operand is parsed
+ * before the node is made, as the caller passes it. */
+static node *pair_node(jj *J, nk k, uint32_t off, node *a, node *b)
+{
+    node *n = mknode(J, k, off);
+    n->a = a, n->b = b;
+    return n;
+}
+
 static node *binop(jj *J, int op, uint32_t off, node *a, node *b)
 {
-    node *n = mknode(J, E_BIN, off);
-    n->op = op, n->a = a, n->b = b;
+    node *n = pair_node(J, E_BIN, off, a, b);
+    n->op = op;
     return n;
 }
 
@@ -1156,9 +1165,7 @@ static node *parse_concat(jj *J)
     node *n = parse_math2(J);
     while (is_op(peek(J), "~")) {
         uint32_t o = next(J)->off;
-        node *c = mknode(J, E_CONCAT, o);
-        c->a = n, c->b = parse_math2(J);
-        n = c;
+        n = pair_node(J, E_CONCAT, o, n, parse_math2(J));
     }
     return n;
 }
@@ -1232,9 +1239,7 @@ static node *parse_and(jj *J)
     node *n = parse_not(J);
     while (is_name(peek(J), "and")) {
         uint32_t o = next(J)->off;
-        node *m = mknode(J, E_AND, o);
-        m->a = n, m->b = parse_not(J);
-        n = m;
+        n = pair_node(J, E_AND, o, n, parse_not(J));
     }
     return n;
 }
@@ -1244,9 +1249,7 @@ static node *parse_or(jj *J)
     node *n = parse_and(J);
     while (is_name(peek(J), "or")) {
         uint32_t o = next(J)->off;
-        node *m = mknode(J, E_OR, o);
-        m->a = n, m->b = parse_and(J);
-        n = m;
+        n = pair_node(J, E_OR, o, n, parse_and(J));
     }
     return n;
 }
