@@ -68,6 +68,21 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* The spin half of a spin-then-block wait, asked after spin i (from 1): true once
+ * POOL_SPIN_SECONDS have passed since the first clock reading. The clock is read every 256
+ * spins only, so polling stays cheap; *deadline starts at 0. */
+static bool spin_budget_spent(unsigned i, double *deadline)
+{
+    if ((i & 255) != 0)
+        return false;
+    double now = llm_now();
+    if (*deadline == 0) {
+        *deadline = now + POOL_SPIN_SECONDS;
+        return false;
+    }
+    return now > *deadline;
+}
+
 /* Polls until gen differs from `seen` (or stop), then blocks. Returns the new generation. */
 static unsigned wait_for_job(llm_pool *p, unsigned seen)
 {
@@ -77,13 +92,8 @@ static unsigned wait_for_job(llm_pool *p, unsigned seen)
         if (g != seen || atomic_load_explicit(&p->stop, memory_order_acquire))
             return g;
         cpu_relax();
-        if ((i & 255) == 0) {
-            double now = llm_now();
-            if (deadline == 0)
-                deadline = now + POOL_SPIN_SECONDS;
-            else if (now > deadline)
-                break;
-        }
+        if (spin_budget_spent(i, &deadline))
+            break;
     }
     pthread_mutex_lock(&p->mu);
     unsigned g;
@@ -205,13 +215,8 @@ static void wait_for_slots(llm_pool *p)
         if (atomic_load_explicit(&p->finished, memory_order_acquire) == want)
             return;
         cpu_relax();
-        if ((i & 255) == 0) {
-            double now = llm_now();
-            if (deadline == 0)
-                deadline = now + POOL_SPIN_SECONDS;
-            else if (now > deadline)
-                break;
-        }
+        if (spin_budget_spent(i, &deadline))
+            break;
     }
     pthread_mutex_lock(&p->mu);
     while (atomic_load_explicit(&p->finished, memory_order_acquire) != want)
