@@ -3,10 +3,11 @@
 #   TEST=name; . "$(dirname "$0")/lib.sh"
 #
 # Gives BIN, ROOT and SHARED (overridable by LLMAP_BIN, LLMAP_ROOT, LLMAP_SHARED as the runner
-# sets them), ok / bad / check 'shell condition' 'what', skip (counts a skipped check: a failure
-# when LLMAP_REQUIRE_SHARED=1, as in CI), skip_all (skip, then finish) and finish, which prints
-# the closing "NAME: N passed, N failed[, N skipped]" line the runner reads and exits non-zero
-# on any failure.
+# sets them), ok / bad / check 'shell condition' 'what', check_run 'what' command args... (the
+# command's exit status decides; no eval, so its arguments need no second quoting), skip
+# (counts a skipped check: a failure when LLMAP_REQUIRE_SHARED=1, as in CI), skip_all (skip,
+# then finish) and finish, which prints the closing "NAME: N passed, N failed[, N skipped]"
+# line the runner reads and exits non-zero on any failure.
 set -u
 BIN=${LLMAP_BIN:-./llmap}
 ROOT=${LLMAP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -15,6 +16,7 @@ pass=0; fail=0; skip=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL test_$TEST: $*" >&2; }
 check() { if eval "$1"; then ok; else bad "$2"; fi; }
+check_run() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
 finish() {
     if [ "$skip" -gt 0 ]; then echo "$TEST: $pass passed, $fail failed, $skip skipped"
     else echo "$TEST: $pass passed, $fail failed"; fi

@@ -8,25 +8,13 @@
 #   4. a real OCI/Docker registry (Debian's docker-registry): the model pushed through the
 #      registry HTTP API with Ollama's media types, pulled back and shown.
 # Each part uses its own LLMAP_HOME. Needs python3, curl, sha256sum, docker-registry.
-set -u
-BIN=${LLMAP_BIN:-./llmap}
-ROOT=${LLMAP_ROOT:-.}
-SHARED=${LLMAP_SHARED:-$ROOT/../shared}
+TEST=pull; . "$(dirname "$0")/lib.sh"
 MODEL=$SHARED/models/tiny-llama-q4_0.gguf
-pass=0; fail=0; skip=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL test_pull: $*" >&2; }
-check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
-finish() { if [ "$skip" -gt 0 ]; then echo "test_pull: $pass passed, $fail failed, $skip skipped"; else echo "test_pull: $pass passed, $fail failed"; fi; [ "$fail" -eq 0 ]; exit $?; }
-skip_all() {
-    echo "SKIP test_pull: $*" >&2
-    if [ "${LLMAP_REQUIRE_SHARED:-0}" = 1 ]; then fail=$((fail + 1)); else skip=$((skip + 1)); fi
-}
 
-[ -f "$MODEL" ] || { skip_all "shared model $MODEL absent"; finish; }
+[ -f "$MODEL" ] || skip_all "shared model $MODEL absent"
 # The system interpreter directly: version-manager shims cost seconds per start on a busy machine.
 PY=/usr/bin/python3
-[ -x "$PY" ] || PY=$(command -v python3) || { skip_all "python3 missing"; finish; }
+[ -x "$PY" ] || PY=$(command -v python3) || skip_all "python3 missing"
 
 T=$(mktemp -d /tmp/llmap-test-pull-XXXXXX)
 PIDS=()
@@ -58,30 +46,30 @@ PIDS+=($!)
 wait_http "http://127.0.0.1:$P1/" || bad "http.server did not start"
 export LLMAP_HOME=$T/h1
 URL=http://127.0.0.1:$P1
-check "pull plain file" "$BIN" pull "$URL/tiny.gguf" --quiet
-check "listed as tiny:latest" grep -q '^tiny:latest ' <("$BIN" list)
-check "blob named by sha256sum's digest" test -f "$LLMAP_HOME/blobs/sha256-$SUM"
-check "blob content matches" test "$(sha "$LLMAP_HOME/blobs/sha256-$SUM")" = "$SUM"
+check_run "pull plain file" "$BIN" pull "$URL/tiny.gguf" --quiet
+check_run "listed as tiny:latest" grep -q '^tiny:latest ' <("$BIN" list)
+check_run "blob named by sha256sum's digest" test -f "$LLMAP_HOME/blobs/sha256-$SUM"
+check_run "blob content matches" test "$(sha "$LLMAP_HOME/blobs/sha256-$SUM")" = "$SUM"
 out=$("$BIN" show tiny)
-check "show: architecture llama" grep -q 'architecture *llama' <<<"$out"
-check "show: quantization Q4_0" grep -qi 'quantization *q4_0' <<<"$out"
-check "pull with the right --sha256" "$BIN" pull "$URL/tiny.gguf" good --sha256 "$SUM" --quiet
-check "pull with the right #sha256=" "$BIN" pull "$URL/tiny.gguf#sha256=$SUM" good2 --quiet
+check_run "show: architecture llama" grep -q 'architecture *llama' <<<"$out"
+check_run "show: quantization Q4_0" grep -qi 'quantization *q4_0' <<<"$out"
+check_run "pull with the right --sha256" "$BIN" pull "$URL/tiny.gguf" good --sha256 "$SUM" --quiet
+check_run "pull with the right #sha256=" "$BIN" pull "$URL/tiny.gguf#sha256=$SUM" good2 --quiet
 
 # ---- 2. verification failures -----------------------------------------------------------------
 WRONG=$(printf '%064d' 0)
 err=$("$BIN" pull "$URL/tiny.gguf" wrong --sha256 "$WRONG" --quiet 2>&1); rc=$?
-check "wrong --sha256 fails" test "$rc" -ne 0
-check "wrong --sha256 message" grep -q "sha256 mismatch" <<<"$err"
+check_run "wrong --sha256 fails" test "$rc" -ne 0
+check_run "wrong --sha256 message" grep -q "sha256 mismatch" <<<"$err"
 err=$("$BIN" pull "$URL/corrupt.gguf#sha256=$SUM" corrupt --quiet 2>&1); rc=$?
-check "corrupted file fails" test "$rc" -ne 0
-check "corrupted file message" grep -q "sha256 mismatch" <<<"$err"
+check_run "corrupted file fails" test "$rc" -ne 0
+check_run "corrupted file message" grep -q "sha256 mismatch" <<<"$err"
 err=$("$BIN" pull "$URL/trunc.gguf" trunc --quiet 2>&1); rc=$?
-check "truncated GGUF fails" test "$rc" -ne 0
-check "truncated GGUF message" grep -q "rejected" <<<"$err"
+check_run "truncated GGUF fails" test "$rc" -ne 0
+check_run "truncated GGUF message" grep -q "rejected" <<<"$err"
 err=$("$BIN" pull "$URL/absent.gguf" absent --quiet 2>&1); rc=$?
-check "404 fails" test "$rc" -ne 0
-check "404 message" grep -q "HTTP 404" <<<"$err"
+check_run "404 fails" test "$rc" -ne 0
+check_run "404 message" grep -q "HTTP 404" <<<"$err"
 # A registry whose blob does not match the digest its manifest names (static files served by
 # http.server in the registry's URL layout): the download is rejected.
 CSUM=$(sha "$T/srv/corrupt.gguf")
@@ -90,25 +78,25 @@ cp "$T/srv/tiny.gguf" "$T/srv/v2/library/liar/blobs/sha256:$CSUM"
 printf '{"schemaVersion":2,"layers":[{"mediaType":"application/vnd.ollama.image.model","digest":"sha256:%s","size":%d}]}' \
     "$CSUM" "$SIZE" > "$T/srv/v2/library/liar/manifests/latest"
 err=$("$BIN" pull "$URL/library/liar" --quiet 2>&1); rc=$?
-check "registry blob with the wrong digest fails" test "$rc" -ne 0
-check "registry digest mismatch message ($err)" grep -q "sha256 mismatch" <<<"$err"
+check_run "registry blob with the wrong digest fails" test "$rc" -ne 0
+check_run "registry digest mismatch message ($err)" grep -q "sha256 mismatch" <<<"$err"
 printf '{"schemaVersion":2,"layers":[{"mediaType":"application/vnd.ollama.image.model","digest":"sha256:%s","size":%d}]}' \
     "$CSUM" $((SIZE + 1)) > "$T/srv/v2/library/liar/manifests/big"
 err=$("$BIN" pull "$URL/library/liar:big" --quiet 2>&1); rc=$?
-check "registry blob of the wrong size fails ($err)" test "$rc" -ne 0
+check_run "registry blob of the wrong size fails ($err)" test "$rc" -ne 0
 printf '{"schemaVersion":2,"layers":[{"mediaType":"application/vnd.ollama.image.model","digest":"sha256:%s","size":%d}]}' \
     "$CSUM" $((SIZE - 1)) > "$T/srv/v2/library/liar/manifests/small"
 err=$("$BIN" pull "$URL/library/liar:small" --quiet 2>&1); rc=$?
-check "registry blob longer than announced is cut off" test "$rc" -ne 0
-check "cut-off message ($err)" grep -q "more than the expected" <<<"$err"
+check_run "registry blob longer than announced is cut off" test "$rc" -ne 0
+check_run "cut-off message ($err)" grep -q "more than the expected" <<<"$err"
 # Progress: without a terminal, plain lines; the last one reports the whole file.
 err=$("$BIN" pull "$URL/tiny.gguf" progress 2>&1 >/dev/null)
-check "plain progress line with the total ($err)" grep -qE "^progress:latest: 11.7 MB/11.7 MB \(100%\)" <<<"$err"
+check_run "plain progress line with the total ($err)" grep -qE "^progress:latest: 11.7 MB/11.7 MB \(100%\)" <<<"$err"
 "$BIN" rm progress >/dev/null
 names=$("$BIN" list | awk 'NR > 1 {print $1}' | sort | tr '\n' ' ' | sed 's/ $//')
-check "only verified models listed ($names)" test "$names" = "good2:latest good:latest tiny:latest"
-check "no partial files left after rejections" test -z "$(ls -A "$LLMAP_HOME/tmp")"
-check "store check clean" "$BIN" store check
+check_run "only verified models listed ($names)" test "$names" = "good2:latest good:latest tiny:latest"
+check_run "no partial files left after rejections" test -z "$(ls -A "$LLMAP_HOME/tmp")"
+check_run "store check clean" "$BIN" store check
 
 # ---- 3. resume after SIGKILL ---------------------------------------------------------------
 # A small Range-capable server that logs "<Range header> <start> <bytes sent>" per request.
@@ -170,19 +158,19 @@ for _ in $(seq 1 200); do
 done
 kill -9 $PULL 2>/dev/null; wait $PULL 2>/dev/null
 have=$(stat -c %s "$partial" 2>/dev/null || echo 0)
-check "partial file kept after SIGKILL ($have bytes)" test "$have" -ge 3000000 -a "$have" -lt "$SIZE"
-check "nothing listed after SIGKILL" test -z "$("$BIN" list | awk 'NR > 1')"
-check "store check passes with a partial download" "$BIN" store check
+check_run "partial file kept after SIGKILL ($have bytes)" test "$have" -ge 3000000 -a "$have" -lt "$SIZE"
+check_run "nothing listed after SIGKILL" test -z "$("$BIN" list | awk 'NR > 1')"
+check_run "store check passes with a partial download" "$BIN" store check
 sleep 0.3 # let the server log the broken transfer
-check "resumed pull succeeds" "$BIN" pull "http://127.0.0.1:$P2/tiny.gguf#sha256=$SUM" resumed --quiet
+check_run "resumed pull succeeds" "$BIN" pull "http://127.0.0.1:$P2/tiny.gguf#sha256=$SUM" resumed --quiet
 last=$(tail -1 "$LOG")
 read -r rng start sent ifr <<<"$last"
-check "second request asked for bytes=$have- (log: $last)" test "$rng" = "bytes=$have-"
-check "second request sent only the rest ($sent = $SIZE - $have)" test "$sent" -eq $((SIZE - have))
-check "resumed blob verified" test "$(sha "$LLMAP_HOME/blobs/sha256-$SUM")" = "$SUM"
-check "resumed model listed" grep -q '^resumed:latest ' <("$BIN" list)
-check "partial file consumed" test -z "$(ls -A "$LLMAP_HOME/tmp")"
-check "resume sent If-Range with the ETag the server gave" test "$ifr" = if-range
+check_run "second request asked for bytes=$have- (log: $last)" test "$rng" = "bytes=$have-"
+check_run "second request sent only the rest ($sent = $SIZE - $have)" test "$sent" -eq $((SIZE - have))
+check_run "resumed blob verified" test "$(sha "$LLMAP_HOME/blobs/sha256-$SUM")" = "$SUM"
+check_run "resumed model listed" grep -q '^resumed:latest ' <("$BIN" list)
+check_run "partial file consumed" test -z "$(ls -A "$LLMAP_HOME/tmp")"
+check_run "resume sent If-Range with the ETag the server gave" test "$ifr" = if-range
 
 # The file changes on the server between the two attempts: If-Range makes the server send
 # all of the new file (200) instead of splicing its tail onto the old beginning.
@@ -198,16 +186,15 @@ done
 kill -9 $PULL 2>/dev/null; wait $PULL 2>/dev/null
 cp "$QWEN" "$T/srv/swap.gguf.new" && mv -f "$T/srv/swap.gguf.new" "$T/srv/swap.gguf"
 sleep 0.3
-check "pull of the changed file succeeds" "$BIN" pull "http://127.0.0.1:$P2/swap.gguf" swapped --quiet
+check_run "pull of the changed file succeeds" "$BIN" pull "http://127.0.0.1:$P2/swap.gguf" swapped --quiet
 read -r rng start sent ifr <<<"$(tail -1 "$LOG")"
-check "changed file: If-Range sent, whole new file received ($rng $start $sent $ifr)" \
+check_run "changed file: If-Range sent, whole new file received ($rng $start $sent $ifr)" \
     test "$ifr" = if-range -a "$start" = 0 -a "$sent" = "$(stat -c %s "$QWEN")"
-check "changed file: the blob is exactly the new file" test -f "$LLMAP_HOME/blobs/sha256-$(sha "$QWEN")"
+check_run "changed file: the blob is exactly the new file" test -f "$LLMAP_HOME/blobs/sha256-$(sha "$QWEN")"
 
 # ---- 4. an OCI/Docker registry in Ollama's layout -------------------------------------------
 if ! command -v docker-registry >/dev/null; then
     skip_all "docker-registry missing (apt-get install docker-registry)"
-    finish
 fi
 P3=$(free_port)
 cat > "$T/registry.yml" <<EOF
@@ -257,21 +244,21 @@ EOF
 code=$(curl -s -o "$T/put.out" -w '%{http_code}' -X PUT \
     -H 'Content-Type: application/vnd.docker.distribution.manifest.v2+json' \
     --data-binary @"$T/manifest.json" "$REG/v2/library/tiny/manifests/0.1")
-check "manifest pushed (HTTP $code $(head -c 200 "$T/put.out"))" test "$code" = 201
+check_run "manifest pushed (HTTP $code $(head -c 200 "$T/put.out"))" test "$code" = 201
 export LLMAP_HOME=$T/h3
-check "pull from the registry" "$BIN" pull "$REG/library/tiny:0.1" --quiet
-check "registry model listed as tiny:0.1" grep -q '^tiny:0.1 ' <("$BIN" list)
-check "registry blob verified" test "$(sha "$LLMAP_HOME/blobs/sha256-$SUM")" = "$SUM"
+check_run "pull from the registry" "$BIN" pull "$REG/library/tiny:0.1" --quiet
+check_run "registry model listed as tiny:0.1" grep -q '^tiny:0.1 ' <("$BIN" list)
+check_run "registry blob verified" test "$(sha "$LLMAP_HOME/blobs/sha256-$SUM")" = "$SUM"
 json=$("$BIN" show tiny:0.1 --json)
 # One interpreter start for all fields: architecture, template, system, temperature, stop[0].
 mapfile -t f < <("$PY" -c 'import json,sys; d=json.load(sys.stdin); o=d.get("options",{})
 for v in (d.get("architecture"), d.get("template"), d.get("system"), o.get("temperature"), (o.get("stop") or [None])[0]): print(v)' <<<"$json")
-check "show: architecture" test "${f[0]:-}" = llama
-check "show: template from the template layer" test "${f[1]:-}" = "$(cat "$T/template")"
-check "show: system from the system layer" test "${f[2]:-}" = "You are a tiny test model."
-check "show: temperature from the params layer" test "${f[3]:-}" = 0.25
-check "show: stop from the params layer" test "${f[4]:-}" = "<|end|>"
-check "pull with registry:// style name to another tag fails cleanly" \
+check_run "show: architecture" test "${f[0]:-}" = llama
+check_run "show: template from the template layer" test "${f[1]:-}" = "$(cat "$T/template")"
+check_run "show: system from the system layer" test "${f[2]:-}" = "You are a tiny test model."
+check_run "show: temperature from the params layer" test "${f[3]:-}" = 0.25
+check_run "show: stop from the params layer" test "${f[4]:-}" = "<|end|>"
+check_run "pull with registry:// style name to another tag fails cleanly" \
     test "$("$BIN" pull "$REG/library/tiny:nope" --quiet 2>&1 | grep -c 'not found')" = 1
-check "store check after registry pull" "$BIN" store check
+check_run "store check after registry pull" "$BIN" store check
 finish

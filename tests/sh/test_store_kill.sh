@@ -4,23 +4,11 @@
 # verifies every blob against its digest and every manifest's blob), and `llmap list` must
 # show only complete models: each listed name is one the test finished or was adding, and
 # its blob hashes (sha256sum) to the source's digest.
-set -u
-BIN=${LLMAP_BIN:-./llmap}
-ROOT=${LLMAP_ROOT:-.}
-SHARED=${LLMAP_SHARED:-$ROOT/../shared}
+TEST=store_kill; . "$(dirname "$0")/lib.sh"
 MODEL=$SHARED/models/tiny-llama-q8_0.gguf
 # Fewer rounds under the sanitizers, whose processes start several times slower.
 ITER=${KILL_ITERATIONS:-$([ "${LLMAP_SANITIZED:-0}" = 1 ] && echo 2 || echo 3)}
-pass=0; fail=0; skip=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL test_store_kill: $*" >&2; }
-check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
-finish() { if [ "$skip" -gt 0 ]; then echo "test_store_kill: $pass passed, $fail failed, $skip skipped"; else echo "test_store_kill: $pass passed, $fail failed"; fi; [ "$fail" -eq 0 ]; exit $?; }
-if [ ! -f "$MODEL" ]; then
-    echo "SKIP test_store_kill: shared model $MODEL absent" >&2
-    if [ "${LLMAP_REQUIRE_SHARED:-0}" = 1 ]; then fail=1; else skip=1; fi
-    finish
-fi
+[ -f "$MODEL" ] || skip_all "shared model $MODEL absent"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=$(command -v python3)
 
@@ -40,7 +28,7 @@ verify_store() { # label allowed-names...
     local label=$1; shift
     local out rc
     out=$("$BIN" store check 2>&1); rc=$?
-    check "$label: store check passes ($out)" test "$rc" -eq 0
+    check_run "$label: store check passes ($out)" test "$rc" -eq 0
     local listed name id unexpected=
     listed=$("$BIN" list | awk 'NR > 1 {print $1, $2}')
     [ -z "$listed" ] && return
@@ -48,9 +36,9 @@ verify_store() { # label allowed-names...
         case " $* " in *" $name "*) ;; *) unexpected="$unexpected $name";; esac
         [ "$id" = "${SUM:0:12}" ] || unexpected="$unexpected $name(id $id)"
     done <<<"$listed"
-    check "$label: only expected names listed ($listed)" test -z "$unexpected"
+    check_run "$label: only expected names listed ($listed)" test -z "$unexpected"
     # Every listed name shares the one blob: hash it once, independently of llmap.
-    check "$label: the listed blob is complete" \
+    check_run "$label: the listed blob is complete" \
         test "$(sha256sum "$LLMAP_HOME/blobs/sha256-$SUM" 2>/dev/null | cut -c1-64)" = "$SUM"
 }
 
@@ -70,7 +58,7 @@ for i in $(seq 1 "$ITER"); do
     verify_store "import kill $i" "imp$i:latest" $(seq -f 'imp%g:latest' 1 "$i")
 done
 echo "import: $interrupted of $ITER kills landed before completion"; interrupted=0
-check "import after the kills succeeds" "$BIN" import "$SRC_DIR/m.gguf" imported
+check_run "import after the kills succeeds" "$BIN" import "$SRC_DIR/m.gguf" imported
 verify_store "after import" imported:latest $(seq -f 'imp%g:latest' 1 "$ITER")
 
 # ---- rm ------------------------------------------------------------------------------------------
@@ -84,8 +72,8 @@ for i in $(seq 1 "$ITER"); do
 done
 echo "rm: $interrupted of $ITER kills landed before completion"; interrupted=0
 "$BIN" rm imported $(seq -f 'imp%g' 1 "$ITER") >/dev/null 2>&1
-check "all removed: list empty" test -z "$("$BIN" list | awk 'NR > 1')"
-check "all removed: no blob left" test -z "$(ls -A "$LLMAP_HOME/blobs")"
+check_run "all removed: list empty" test -z "$("$BIN" list | awk 'NR > 1')"
+check_run "all removed: no blob left" test -z "$(ls -A "$LLMAP_HOME/blobs")"
 
 # ---- pull ----------------------------------------------------------------------------------------
 PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -103,8 +91,8 @@ for i in $(seq 1 "$ITER"); do
 done
 echo "pull: $interrupted of $ITER kills landed before completion"
 out=$("$BIN" pull "$URL" pulled --quiet 2>&1); rc=$?
-check "pull after the kills succeeds ($out)" test "$rc" -eq 0
+check_run "pull after the kills succeeds ($out)" test "$rc" -eq 0
 verify_store "after pull" pulled:latest $(seq -f 'pulled%g:latest' 1 "$ITER")
-check "store check --fix" "$BIN" store check --fix
-check "no temp files after --fix" test -z "$(ls -A "$LLMAP_HOME/tmp")$(ls -A "$LLMAP_HOME/manifests" | grep '^\.' || true)"
+check_run "store check --fix" "$BIN" store check --fix
+check_run "no temp files after --fix" test -z "$(ls -A "$LLMAP_HOME/tmp")$(ls -A "$LLMAP_HOME/manifests" | grep '^\.' || true)"
 finish
