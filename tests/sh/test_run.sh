@@ -125,6 +125,12 @@ wait_prompt() {
     return 1
 }
 
+# say SESSION INPUT PATTERN WHAT: types INPUT and Enter, then checks that PATTERN shows up.
+say() {
+    T send-keys -t "$1" "$2" Enter
+    check_run "$4" wait_for "$1" "$3"
+}
+
 # A huge --num-predict so that an answer runs until it is interrupted. The shell wrapper keeps
 # the pane alive after exit to show the exit status.
 start() {
@@ -137,14 +143,12 @@ if ! start chat; then
 fi
 check 'wait_prompt chat 1' "the interactive prompt appears"
 
-T send-keys -t chat '/set num_predict 8' Enter
-check 'wait_for chat "Set parameter .num_predict. to .8."' "/set num_predict is confirmed"
+say chat '/set num_predict 8' 'Set parameter .num_predict. to .8.' "/set num_predict is confirmed"
 n=$(prompts chat)
 T send-keys -t chat 'Hello there' Enter
 check 'wait_for chat "^>>> Hello there$" && wait_prompt chat $((n + 1))' "a message gets an answer and the prompt returns"
 
-T send-keys -t chat '/set num_predict 100000' Enter
-check 'wait_for chat "to .100000."' "/set num_predict back to unlimited"
+say chat '/set num_predict 100000' 'to .100000.' "/set num_predict back to unlimited"
 n=$(prompts chat)
 T send-keys -t chat 'Tell me a very long story' Enter
 sleep 1.5
@@ -153,34 +157,25 @@ check 'wait_for chat "\(answer stopped\)"' "Ctrl-C stops a long answer"
 check 'wait_prompt chat $((n + 1))' "the prompt is back after Ctrl-C"
 check '! screen chat | grep -q EXITED' "Ctrl-C during an answer does not exit"
 
-T send-keys -t chat '/set num_predict 4' Enter
-check 'wait_for chat "to .4."' "the prompt still works after Ctrl-C"
+say chat '/set num_predict 4' 'to .4.' "the prompt still works after Ctrl-C"
 T send-keys -t chat '/show info' Enter
 check 'wait_for chat "architecture +llama" && wait_for chat "tiny-llama"' "/show info describes the model"
-T send-keys -t chat '/set temperature 0.7' Enter
-check 'wait_for chat "Set parameter .temperature. to .0.7."' "/set temperature"
-T send-keys -t chat '/show parameters' Enter
-check 'wait_for chat "temperature +0.7"' "/show parameters shows the new temperature"
-T send-keys -t chat '/set temperature warm' Enter
-check 'wait_for chat "temperature wants a number"' "a bad /set value is refused with a reason"
-T send-keys -t chat '/set verbose' Enter
-check 'wait_for chat "Set .verbose. mode"' "/set verbose"
+say chat '/set temperature 0.7' 'Set parameter .temperature. to .0.7.' "/set temperature"
+say chat '/show parameters' 'temperature +0.7' "/show parameters shows the new temperature"
+say chat '/set temperature warm' 'temperature wants a number' "a bad /set value is refused with a reason"
+say chat '/set verbose' 'Set .verbose. mode' "/set verbose"
 n=$(prompts chat)
 T send-keys -t chat 'And another thing' Enter
 check 'wait_prompt chat $((n + 1)) && wait_for chat "^prompt eval: +[0-9]+ tokens \([1-9][0-9]+ cached\)"' \
     "the next turn reuses the conversation cached from the earlier turns"
 check 'wait_for chat "^generation: +4 tokens"' "/set num_predict applies to the next answer"
-T send-keys -t chat '/set quiet' Enter
-check 'wait_for chat "Set .quiet. mode"' "/set quiet"
-T send-keys -t chat '/frobnicate' Enter
-check 'wait_for chat "Unknown command ./frobnicate."' "an unknown command is reported"
-T send-keys -t chat '/clear' Enter
-check 'wait_for chat "Cleared session context"' "/clear"
+say chat '/set quiet' 'Set .quiet. mode' "/set quiet"
+say chat '/frobnicate' 'Unknown command ./frobnicate.' "an unknown command is reported"
+say chat '/clear' 'Cleared session context' "/clear"
 
 # Multi-line: a continued line and a """ block, each answered once.
 n=$(prompts chat)
-T send-keys -t chat 'first line \' Enter
-check 'wait_for chat "^\.\.\.( |$)"' "a line ending in \\ continues"
+say chat 'first line \' '^\.\.\.( |$)' "a line ending in \\ continues"
 T send-keys -t chat 'second line' Enter
 check 'wait_prompt chat $((n + 1))' "the continued message is answered"
 T send-keys -t chat '"""' Enter 'one' Enter 'two"""' Enter
@@ -189,8 +184,7 @@ check '[ "$(prompts chat)" -eq $((n + 2)) ]' "... and only once"
 
 T send-keys -t chat C-c
 check 'wait_for chat "Use Ctrl-D or /bye to exit"' "Ctrl-C at the prompt says how to leave"
-T send-keys -t chat '/bye' Enter
-check 'wait_for chat "EXITED rc=0"' "/bye exits with status 0"
+say chat '/bye' 'EXITED rc=0' "/bye exits with status 0"
 
 check 'grep -q "Hello" "$LLMAP_HOME/history" 2>/dev/null' "the input history is saved in \$LLMAP_HOME/history"
 

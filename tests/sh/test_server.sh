@@ -5,23 +5,9 @@
 # clients, a client that disconnects mid-stream, keep_alive unloading, a bounded load run
 # with RSS before/after, and a clean SIGTERM shutdown (exit 0; leak-free under ASan).
 # Environment: LLMAP_BIN, LLMAP_ROOT, LLMAP_BUILD (tools/run-tests.sh), LLMAP_SHARED.
-set -u
-ROOT=${LLMAP_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-BIN=${LLMAP_BIN:-$ROOT/build/llmap}
-SHARED=${LLMAP_SHARED:-$ROOT/../shared}
+TEST=server; . "$(dirname "$0")/lib.sh"
 NODE_DIR=$ROOT/tests/node
 MODEL=tiny-llama-q8_0
-passed=0; failed=0; skipped=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1" | tee /dev/stderr; }
-check() { if eval "$2"; then ok "$1"; else bad "$1${3:+: $3}"; fi; }
-finish() { echo "test_server: $passed passed, $failed failed, $skipped skipped"; exit $((failed > 0)); }
-skip_all() {
-    echo "SKIP test_server: $1" >&2
-    skipped=1
-    [ "${LLMAP_REQUIRE_SHARED:-0}" = 1 ] && failed=1
-    finish
-}
 
 [ -f "$SHARED/models/$MODEL.gguf" ] || skip_all "shared models not found in $SHARED/models"
 
@@ -77,7 +63,7 @@ is_json_error() { grep -qE '^\{"error":("|\{"message":")' "$WORK/body"; }
 (cd "$NODE_DIR" && LLMAP_URL=$URL LLMAP_SHARED=$SHARED timeout 120 node api.mjs) >"$WORK/api.out" 2>&1
 grep '^FAIL' "$WORK/api.out" | sed 's/^/  node: /' >&2
 np=$(grep -c '^PASS' "$WORK/api.out"); nf=$(grep -c '^FAIL' "$WORK/api.out")
-passed=$((passed + np)); failed=$((failed + nf))
+pass=$((pass + np)); fail=$((fail + nf))
 grep -q ' passed, ' "$WORK/api.out" || { bad "node api.mjs did not finish"; tail -5 "$WORK/api.out" >&2; }
 echo "node api.mjs: $np passed, $nf failed"
 
@@ -116,7 +102,7 @@ expect "unknown model (openai)" 404 POST /v1/chat/completions -d '{"model":"nope
 expect "show unknown" 404 POST /api/show -d '{"model":"nope"}'
 for name in ../../etc/passwd /etc/passwd "$SHARED/models/$MODEL.gguf" "..%2f$MODEL" "a/../../$MODEL" ".hidden" "$MODEL:../x" 'x\\y'; do
     st=$(req POST $G -d "{\"model\":\"$name\",\"prompt\":\"a\"}")
-    check "path-like model name '$name' refused" '[ "$st" = 400 ] || [ "$st" = 404 ]' "status $st"
+    check '[ "$st" = 400 ] || [ "$st" = 404 ]' "path-like model name '$name' refused: status $st"
 done
 expect "unknown route" 404 GET /api/nothing
 expect "unknown /v1 route" 404 POST /v1/embeddings -d '{}'
@@ -127,19 +113,21 @@ head -c $((9 << 20)) /dev/zero | tr '\0' ' ' >"$WORK/huge"
 expect "huge body (Content-Length)" 413 POST $G --data-binary @"$WORK/huge"
 expect "huge body (chunked)" 413 POST $G -H 'Transfer-Encoding: chunked' --data-binary @"$WORK/huge"
 expect "health GET /" 200 GET /
-check "health text" 'grep -q "Ollama is running" "$WORK/body"'
+check 'grep -q "Ollama is running" "$WORK/body"' "health text"
 expect "health HEAD /" 200 HEAD /
 expect "chat page for browsers" 200 GET / -H 'Accept: text/html,application/xhtml+xml'
-check "chat page is the embedded index.html" 'cmp -s "$WORK/body" "$ROOT/src/server/web/index.html"'
+check 'cmp -s "$WORK/body" "$ROOT/src/server/web/index.html"' "chat page is the embedded index.html"
 expect "page script" 200 GET /app.js
-check "embedded page up to date (tools/embed-web.sh --check)" '"$ROOT/tools/embed-web.sh" --check'
+check '"$ROOT/tools/embed-web.sh" --check' "embedded page up to date (tools/embed-web.sh --check)"
 
 # ---- context limits behave like Ollama: long prompts keep their end, a full cache shifts --------
 long_prompt=$(printf 'word %.0s' $(seq 300))
 st=$(req POST $G -d "{\"model\":\"$MODEL\",\"prompt\":\"$long_prompt\",\"stream\":false,\"options\":{\"num_ctx\":64,\"num_predict\":4}}")
-check "prompt longer than num_ctx is truncated, not an error" '[ "$st" = 200 ] && grep -q "\"eval_count\":4" "$WORK/body"' "$st $(head -c 200 "$WORK/body")"
+check '[ "$st" = 200 ] && grep -q "\"eval_count\":4" "$WORK/body"' \
+    "prompt longer than num_ctx is truncated, not an error: $st $(head -c 200 "$WORK/body")"
 st=$(req POST $G -d "{\"model\":\"$MODEL\",\"prompt\":\"hi\",\"stream\":false,\"options\":{\"num_ctx\":16,\"num_predict\":30}}")
-check "num_predict beyond num_ctx shifts the context" '[ "$st" = 200 ] && grep -q "\"eval_count\":30" "$WORK/body"' "$st $(head -c 200 "$WORK/body")"
+check '[ "$st" = 200 ] && grep -q "\"eval_count\":30" "$WORK/body"' \
+    "num_predict beyond num_ctx shifts the context: $st $(head -c 200 "$WORK/body")"
 
 # ---- slow clients must not block others; idle connections are closed ---------------------------
 # A second server with a 1 s idle timeout (the main one keeps the default, so the clients'
@@ -157,19 +145,21 @@ for _ in $(seq 10); do exec {fd}<>"/dev/tcp/127.0.0.1/$SPORT"; printf 'GET /api/
 t0=$EPOCHREALTIME
 st=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SPORT/api/version")
 dt=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')
-check "request served while 11 clients dribble headers" '[ "$st" = 200 ] && awk "BEGIN{exit !($dt < 1.5)}"' "status $st in ${dt}s"
+check '[ "$st" = 200 ] && awk "BEGIN{exit !($dt < 1.5)}"' \
+    "request served while 11 clients dribble headers: status $st in ${dt}s"
 sleep 1.5 # --timeout 1
-check "idle half-sent connection closed by the server (EOF, not still open)" 'timeout 3 cat <&3 >/dev/null' "still open"
+check 'timeout 3 cat <&3 >/dev/null' \
+    "idle half-sent connection closed by the server (EOF, not still open): still open"
 exec 3<&-
 kill -TERM "$SLOW_PID"; wait "$SLOW_PID"
-check "slow-client server: exit 0" '[ $? = 0 ]'
+check '[ $? = 0 ]' "slow-client server: exit 0"
 
 # ---- a client that disconnects mid-stream stops its generation ------------------------------------
 long="{\"model\":\"$MODEL\",\"prompt\":\"Once upon a time\",\"options\":{\"num_predict\":1800,\"num_ctx\":2048}}"
 curl -sN --max-time 1 "$URL$G" -d "$long" >"$WORK/partial" 2>/dev/null
 curl -sN --max-time 1 "$URL/v1/completions" -d "{\"model\":\"$MODEL\",\"prompt\":\"x\",\"max_tokens\":1800,\"stream\":true}" >/dev/null 2>&1
 curl -s --max-time 1 "$URL/v1/chat/completions" -d "{\"model\":\"$MODEL\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":1800}" >/dev/null 2>&1
-check "stream delivered chunks before the disconnect" '[ "$(grep -c "\"done\":false" "$WORK/partial")" -ge 1 ]'
+check '[ "$(grep -c "\"done\":false" "$WORK/partial")" -ge 1 ]' "stream delivered chunks before the disconnect"
 # The slots (--parallel 2) would stay busy for ~1800 tokens each if the generations went on
 # (two streams noticed on their next write, one non-stream noticed by peeking at its socket).
 busy=1
@@ -179,21 +169,21 @@ for _ in $(seq 50); do
     [ "$busy" = 0 ] && break
     sleep 0.1
 done
-check "disconnected streams freed their slots" '[ "$busy" = 0 ]' "busy=$busy"
+check '[ "$busy" = 0 ]' "disconnected streams freed their slots: busy=$busy"
 st=$(req POST $G -d "{\"model\":\"$MODEL\",\"prompt\":\"Hi\",\"stream\":false,\"options\":{\"num_predict\":2}}" --max-time 10)
-check "server still answers after disconnects" '[ "$st" = 200 ]' "status $st"
+check '[ "$st" = 200 ]' "server still answers after disconnects: status $st"
 
 # ---- keep_alive: 0 unloads, a short duration expires, empty prompt loads ------------------------
 Q=tiny-llama-q4_0
 in_ps() { curl -s "$URL/api/ps" | grep -q "\"name\":\"$1:latest\""; }
 st=$(req POST $G -d "{\"model\":\"$Q\",\"prompt\":\"\"}")
-check "empty prompt loads (done_reason load)" '[ "$st" = 200 ] && grep -q "\"done_reason\":\"load\"" "$WORK/body" && in_ps $Q'
+check '[ "$st" = 200 ] && grep -q "\"done_reason\":\"load\"" "$WORK/body" && in_ps $Q' "empty prompt loads (done_reason load)"
 st=$(req POST $G -d "{\"model\":\"$Q\",\"prompt\":\"\",\"keep_alive\":0}")
-check "keep_alive 0 with empty prompt unloads" '[ "$st" = 200 ] && grep -q "\"done_reason\":\"unload\"" "$WORK/body" && ! in_ps $Q'
+check '[ "$st" = 200 ] && grep -q "\"done_reason\":\"unload\"" "$WORK/body" && ! in_ps $Q' "keep_alive 0 with empty prompt unloads"
 req POST $G -d "{\"model\":\"$Q\",\"prompt\":\"Hi\",\"stream\":false,\"keep_alive\":\"1s\",\"options\":{\"num_predict\":1}}" >/dev/null
-check "loaded after a request" 'in_ps $Q'
+check 'in_ps $Q' "loaded after a request"
 sleep 2.5
-check "keep_alive \"1s\" expired: reaper unloaded it" '! in_ps $Q'
+check '! in_ps $Q' "keep_alive \"1s\" expired: reaper unloaded it"
 
 # ---- load: cheap endpoint + small generations, RSS flat ----------------------------------------
 # 500 GETs, 8 in flight (curl --parallel: one process, so the client is not the bottleneck).
@@ -211,11 +201,14 @@ cheap_load 500 >"$WORK/load1"
 node "$NODE_DIR/load.mjs" "$URL" generate 16 4 >"$WORK/load2"
 rss1=$(rss_kb)
 echo "load: /api/version $(cat "$WORK/load1"); generate $(cat "$WORK/load2"); VmRSS ${rss0} kB -> ${rss1} kB"
-check "500 requests at 8 concurrent, 0 errors" 'grep -q "\"ok\":500,\"errors\":0" "$WORK/load1"' "$(cat "$WORK/load1")"
-check "16 generations at 4 concurrent, 0 errors" 'grep -q "\"ok\":16,\"errors\":0" "$WORK/load2"' "$(cat "$WORK/load2")"
+check 'grep -q "\"ok\":500,\"errors\":0" "$WORK/load1"' \
+    "500 requests at 8 concurrent, 0 errors: $(cat "$WORK/load1")"
+check 'grep -q "\"ok\":16,\"errors\":0" "$WORK/load2"' \
+    "16 generations at 4 concurrent, 0 errors: $(cat "$WORK/load2")"
 # ASan keeps freed memory in quarantine (256 MiB by default), so RSS grows there by design.
 rss_limit=$([ "${LLMAP_SANITIZED:-0}" = 1 ] && echo 131072 || echo 16384)
-check "RSS flat after load (< +$((rss_limit / 1024)) MiB)" '[ $((rss1 - rss0)) -lt $rss_limit ]' "$rss0 -> $rss1 kB"
+check '[ $((rss1 - rss0)) -lt $rss_limit ]' \
+    "RSS flat after load (< +$((rss_limit / 1024)) MiB): $rss0 -> $rss1 kB"
 
 # ---- clean shutdown ------------------------------------------------------------------------------
 curl -sN "$URL$G" -d "$long" >/dev/null 2>&1 &
@@ -228,8 +221,9 @@ rc=$?
 dt=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')
 SRV_PID=
 wait "$CURL_PID" 2>/dev/null
-check "SIGTERM during a stream: exit 0 (leak-free under ASan)" '[ "$rc" = 0 ]' "exit $rc; $(tail -5 "$WORK/server.log")"
-check "shutdown is prompt (< 5 s)" 'awk "BEGIN{exit !($dt < 5)}"' "${dt}s"
+check '[ "$rc" = 0 ]' \
+    "SIGTERM during a stream: exit 0 (leak-free under ASan): exit $rc; $(tail -5 "$WORK/server.log")"
+check 'awk "BEGIN{exit !($dt < 5)}"' "shutdown is prompt (< 5 s): ${dt}s"
 
 # ---- the model store (no --models): names from manifests, Modelfile defaults applied ------------
 export LLMAP_HOME=$WORK/store
@@ -251,23 +245,24 @@ if "$BIN" create terse -f "$WORK/Modelfile" >/dev/null 2>"$WORK/create.err"; the
     URL=http://127.0.0.1:$PORT
     digest=$(sha256sum "$SHARED/models/$MODEL.gguf" | cut -d' ' -f1)
     req GET /api/tags >/dev/null
-    check "store: /api/tags lists the manifest name with the blob's sha256" \
-        'grep -q "\"name\":\"terse:latest\"" "$WORK/body" && grep -q "\"digest\":\"$digest\"" "$WORK/body"' "$(head -c 300 "$WORK/body")"
+    check 'grep -q "\"name\":\"terse:latest\"" "$WORK/body" && grep -q "\"digest\":\"$digest\"" "$WORK/body"' \
+        "store: /api/tags lists the manifest name with the blob's sha256: $(head -c 300 "$WORK/body")"
     req POST /api/chat -d '{"model":"terse","messages":[{"role":"user","content":"Hi"}],"stream":false}' >/dev/null
     cp "$WORK/body" "$WORK/default"
-    check "store: Modelfile num_predict applies" 'grep -q "\"eval_count\":3," "$WORK/default"' "$(cat "$WORK/default")"
+    check 'grep -q "\"eval_count\":3," "$WORK/default"' \
+        "store: Modelfile num_predict applies: $(cat "$WORK/default")"
     req POST /api/chat -d '{"model":"terse","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Hi"}],"stream":false}' >/dev/null
     pe() { grep -o '"prompt_eval_count":[0-9]*' "$1"; }
-    check "store: Modelfile SYSTEM is the default system prompt (same prompt tokens as explicit)" \
-        '[ -n "$(pe "$WORK/default")" ] && [ "$(pe "$WORK/default")" = "$(pe "$WORK/body")" ]' "$(pe "$WORK/default") vs $(pe "$WORK/body")"
+    check '[ -n "$(pe "$WORK/default")" ] && [ "$(pe "$WORK/default")" = "$(pe "$WORK/body")" ]' \
+        "store: Modelfile SYSTEM is the default system prompt (same prompt tokens as explicit): $(pe "$WORK/default") vs $(pe "$WORK/body")"
     req POST /api/generate -d '{"model":"terse:latest","prompt":"Hi","stream":false,"options":{"num_predict":5}}' >/dev/null
-    check "store: request options override the Modelfile" 'grep -q "\"eval_count\":5," "$WORK/body"'
+    check 'grep -q "\"eval_count\":5," "$WORK/body"' "store: request options override the Modelfile"
     for name in "../x" "/etc/passwd" "$SHARED/models/$MODEL.gguf" "Terse" "terse:../../x"; do
         st=$(req POST $G -d "{\"model\":\"$name\",\"prompt\":\"a\"}")
-        check "store: path-like name '$name' refused" '[ "$st" = 400 ] || [ "$st" = 404 ]' "status $st"
+        check '[ "$st" = 400 ] || [ "$st" = 404 ]' "store: path-like name '$name' refused: status $st"
     done
     kill -TERM "$SRV_PID"; wait "$SRV_PID"; rc=$?; SRV_PID=
-    check "store server: exit 0" '[ "$rc" = 0 ]' "exit $rc"
+    check '[ "$rc" = 0 ]' "store server: exit 0: exit $rc"
 else
     bad "llmap create failed: $(cat "$WORK/create.err")"
 fi
@@ -278,8 +273,9 @@ H1=$!
 "$BIN" serve --host 0.0.0.0 --port 0 --models "$SHARED/models" >"$WORK/h2.log" 2>&1 &
 H2=$!
 wait_listen "$WORK/h1.log"; wait_listen "$WORK/h2.log"
-check "LLMAP_HOST=127.0.0.1:0 is used" 'grep -q "listening on http://127.0.0.1:[1-9]" "$WORK/h1.log" && ! grep -q WARNING "$WORK/h1.log"' "$(cat "$WORK/h1.log")"
-check "binding 0.0.0.0 warns" 'grep -q "WARNING: listening on 0.0.0.0" "$WORK/h2.log"' "$(cat "$WORK/h2.log")"
+check 'grep -q "listening on http://127.0.0.1:[1-9]" "$WORK/h1.log" && ! grep -q WARNING "$WORK/h1.log"' \
+    "LLMAP_HOST=127.0.0.1:0 is used: $(cat "$WORK/h1.log")"
+check 'grep -q "WARNING: listening on 0.0.0.0" "$WORK/h2.log"' "binding 0.0.0.0 warns: $(cat "$WORK/h2.log")"
 kill -TERM "$H1" "$H2"; wait "$H1"; r1=$?; wait "$H2"; r2=$?
-check "both exit 0" '[ "$r1" = 0 ] && [ "$r2" = 0 ]' "$r1 $r2"
+check '[ "$r1" = 0 ] && [ "$r2" = 0 ]' "both exit 0: $r1 $r2"
 finish
