@@ -220,6 +220,7 @@ void llm_vec_dot_f16_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_bf16_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_q4_0_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot4_q4_0_avx2(int64_t n, float s[4], const void *w, size_t w_stride, const void *act);
+void llm_vec_dot_rows_q4_0_avx2(int64_t n, int64_t nr, float *s, const void *w, size_t w_stride, const void *act);
 void llm_pack8_q4_0_avx2(const void *w, size_t w_stride, void *dst, int64_t n);
 void llm_vec_dot8_packed_q4_0_avx2(int64_t n, int n_act, float *s, size_t s_stride, const void *packed, const void *act,
                                    size_t act_stride, const int32_t *act_sums);

@@ -168,6 +168,7 @@ static const llm_kernels AVX2 = {
                  [LLM_Q4_K] = llm_vec_dot4_q4_K_avx2},
     .pack8 = {[LLM_Q4_0] = llm_pack8_q4_0_avx2, [LLM_Q8_0] = llm_pack8_q8_0_avx2},
     .vec_dot8_packed = {[LLM_Q4_0] = llm_vec_dot8_packed_q4_0_avx2, [LLM_Q8_0] = llm_vec_dot8_packed_q8_0_avx2},
+    .vec_dot_rows = {[LLM_Q4_0] = llm_vec_dot_rows_q4_0_avx2},
 };
 
 /* AVX2, FMA and F16C present and the OS saves the YMM registers. Asked with cpuid directly

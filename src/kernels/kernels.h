@@ -44,6 +44,10 @@ typedef void (*llm_quantize_act_fn)(const float *x, void *dst, int64_t n);
  * vec_dot on that row (same operations in the same order), so callers may mix the two freely.
  * Sharing the activation work across four rows is what it is for. */
 typedef void (*llm_vec_dot4_fn)(int64_t n, float s[4], const void *w, size_t w_stride, const void *act);
+/* Optional: s[k] = dot(weight row at w + k * w_stride, act) for k < nr, each bit-identical to
+ * vec_dot, for kernels whose activation-side work is worth doing once per run of rows rather
+ * than once per four (matmul's one-token path prefers it to vec_dot4). */
+typedef void (*llm_vec_dot_rows_fn)(int64_t n, int64_t nr, float *s, const void *w, size_t w_stride, const void *act);
 
 /* Optional, for prompt batches: eight weight rows interleaved so that each vector lane holds
  * one row (Q4_0: block_q4_0x8, nibbles widened to bytes; Q8_0: block_q8_0x8, each quant split
@@ -69,6 +73,7 @@ typedef struct llm_kernels {
     llm_vec_dot4_fn vec_dot4[LLM_TYPE_COUNT];    /* indexed by weight type; NULL: use vec_dot */
     llm_pack8_fn pack8[LLM_TYPE_COUNT];          /* indexed by weight type; NULL: no batch layout */
     llm_vec_dot8_packed_fn vec_dot8_packed[LLM_TYPE_COUNT];
+    llm_vec_dot_rows_fn vec_dot_rows[LLM_TYPE_COUNT]; /* indexed by weight type; NULL: vec_dot4 */
 } llm_kernels;
 
 /* Bytes of eight packed rows of n elements (see llm_pack8_fn); 0 when t has no packed layout. */

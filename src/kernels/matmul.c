@@ -256,7 +256,7 @@ void llm_matmul(llm_pool *pool, const llm_kernels *k, const llm_matrix *W, const
  * other has nothing left. Q, K and V (and gate and up) read the same input: as one job their
  * activations are converted once per vec-dot type, K and V (a few hundred rows each, too few to
  * split well on their own) share chunks with Q, and there is one tail instead of three. Each
- * output is still vec_dot / vec_dot4 on its own row, so results are bit-identical to one
+ * output is still vec_dot / vec_dot4 / vec_dot_rows on its own row, so results are bit-identical to one
  * llm_matmul per matrix, whatever the thread count. */
 
 /* One matrix of the job and its place in the job's list of chunks. */
@@ -264,6 +264,7 @@ typedef struct mv_part {
     const llm_matrix *W;
     llm_vec_dot_fn dot;
     llm_vec_dot4_fn dot4;
+    llm_vec_dot_rows_fn dot_rows; /* when the backend has it: the whole chunk in one call */
     const uint8_t *act;
     float *y;
     size_t w_row;
@@ -287,6 +288,10 @@ static void mv_chunk(const mv_job *j, int64_t c)
     const uint8_t *w = (const uint8_t *)p->W->data;
     int64_t r = (c - p->first_chunk) * p->chunk_rows;
     const int64_t r1 = r + p->chunk_rows < p->W->rows ? r + p->chunk_rows : p->W->rows;
+    if (p->dot_rows) {
+        p->dot_rows(cols, r1 - r, &p->y[r], w + (size_t)r * p->w_row, p->w_row, p->act);
+        return;
+    }
     if (p->dot4)
         for (; r + 4 <= r1; r += 4)
             p->dot4(cols, &p->y[r], w + (size_t)r * p->w_row, p->w_row, p->act);
@@ -350,6 +355,7 @@ void llm_matmul_multi(llm_pool *pool, const llm_kernels *k, int n, const llm_mat
         mv_part *p = &j.part[j.n_part];
         *p = (mv_part){.W = W[i], .dot = pick_dot(k, W[i]->type), .y = y[i],
                        .dot4 = k->vec_dot[W[i]->type] ? k->vec_dot4[W[i]->type] : NULL,
+                       .dot_rows = k->vec_dot[W[i]->type] ? k->vec_dot_rows[W[i]->type] : NULL,
                        .w_row = llm_row_size(W[i]->type, W[i]->cols)};
         used = mv_convert(&j, j.n_part, k, x, scratch, used);
         total += p->w_row * (size_t)W[i]->rows;
