@@ -157,7 +157,7 @@ static void test_type(llm_type t, llm_pool *pools[3])
 {
     static const struct {
         int64_t rows, cols, n_tok;
-    } shapes[] = {{37, 256, 1}, {300, 512, 1}, {64, 768, 5}, {129, 256, 19}};
+    } shapes[] = {{37, 256, 1}, {300, 512, 1}, {64, 768, 5}, {129, 256, 19}, {24, 2048, 9}};
     const llm_kernels *ks[2] = {llm_kernels_scalar(), llm_kernels_best()};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         fixture f;

@@ -615,9 +615,64 @@ static void check_dot_rows(void)
     CHECK_MSG(close == total, "several-rows dot: %d of %d rows off the double-precision dot", total - close, total);
 }
 
+/* The several-queries dots (prompt attention: the query heads of one key/value head share each
+ * cached row) must give every (query, row) exactly the one-query dot's bits -- ggml's order for
+ * the scores, one 8-lane accumulator for the weighted sum over V^T -- and the double-precision
+ * dot within float rounding, for every query count 1..4, row counts around the pairs, and row
+ * lengths around the 8- and 32-element steps. */
+static void check_dot_queries(void)
+{
+    if (!llm_ops_have_avx2()) {
+        printf("note: no AVX2+FMA: several-queries dot not tested\n");
+        return;
+    }
+    enum { MAXN = 136, MAXR = 7, STRIDE = 144, MAXQ = 4 };
+    static float x[MAXR * STRIDE], y[MAXQ][MAXN], out[MAXQ * MAXR];
+    uint64_t g = 777;
+    for (int i = 0; i < MAXR * STRIDE; i++) {
+        g = g * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(g >> 11) * 0x1p-53 * 2 - 1);
+    }
+    for (int q = 0; q < MAXQ; q++)
+        for (int i = 0; i < MAXN; i++)
+            y[q][i] = (float)sin(i * 0.37 + q * 1.1) * (float)(q + 1);
+    const float *yp[MAXQ] = {y[0], y[1], y[2], y[3]};
+    static const int ns[] = {8, 24, 32, 40, 64, 96, 128, 136};
+    int same = 0, close = 0, total = 0;
+    for (int kind = 0; kind < 2; kind++)
+        for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+            for (int nq = 1; nq <= MAXQ; nq++)
+                for (int rows = 1; rows <= MAXR; rows++) {
+                    const int n = ns[a] - (kind == 0 && a % 2 ? 3 : 0); /* ggml order: tails too */
+                    if (kind == 0)
+                        llm_dot_f32_ggml_queries_avx2(n, rows, x, STRIDE, nq, yp, out, MAXR);
+                    else
+                        llm_dot_f32_lanes8_queries_avx2(n, rows, x, STRIDE, nq, yp, out, MAXR);
+                    for (int q = 0; q < nq; q++)
+                        for (int r = 0; r < rows; r++) {
+                            const float *xr = x + r * STRIDE;
+                            float one = kind == 0 ? llm_dot_f32_ggml_avx2(n, xr, y[q])
+                                                  : llm_dot_f32_lanes8_avx2(n, xr, y[q]);
+                            double ref = 0, mag = 0;
+                            for (int i = 0; i < n; i++) {
+                                ref += (double)xr[i] * y[q][i];
+                                mag += fabs((double)xr[i] * y[q][i]);
+                            }
+                            same += memcmp(&one, &out[q * MAXR + r], sizeof one) == 0;
+                            close += fabs(out[q * MAXR + r] - ref) <= 1e-6 * mag + 1e-7;
+                            total++;
+                        }
+                }
+    CHECK_MSG(same == total, "several-queries dot: %d of %d results differ from the one-query dot's bits",
+              total - same, total);
+    CHECK_MSG(close == total, "several-queries dot: %d of %d results off the double-precision dot", total - close,
+              total);
+}
+
 int main(void)
 {
     check_dot_rows();
+    check_dot_queries();
     const char *sh = shared_dir();
     if (!sh) {
         SKIP("shared data not found (set LLMAP_SHARED): reference comparisons not run");

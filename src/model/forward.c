@@ -12,7 +12,9 @@
  * output element — the same layout llama.cpp uses without flash attention.
  *
  * Work split: matrix multiplications are split by the kernels across the pool; attention is
- * split by (token, head) pairs; the O(n) element-wise ops run on the calling thread. Every
+ * split by (token, head) pairs -- in a prompt batch by (token, up to ATTN_GROUP query heads of
+ * one key/value head), which read the same cached rows; the O(n) element-wise ops run on the
+ * calling thread. Every
  * output element is computed by exactly one thread in a fixed order, so results do not depend
  * on the number of threads.
  */
@@ -22,6 +24,9 @@
 
 #include "model/model.h"
 #include "model/ops.h"
+
+/* Query heads of one key/value head that a prompt batch attends together (attend_group). */
+#define ATTN_GROUP 4
 
 struct llm_ctx {
     const llm_model *m;
@@ -139,9 +144,11 @@ llm_ctx *llm_ctx_new(const llm_model *m, const llm_ctx_opts *o, llm_err *err)
     c->hb2 = ctx_alloc(c, B * hp->n_ff * sizeof(float), &oom);
     c->rope_cs = ctx_alloc(c, B * hp->n_rot * sizeof(float), &oom);
     c->mm_scratch = ctx_alloc(c, max_matmul_scratch(m, (int64_t)B), &oom);
-    /* scores (f32) + their f16 copy + the query head in f16, 64-byte aligned per thread */
-    c->att_stride =
-        ((size_t)c->v_stride * (sizeof(float) + sizeof(uint16_t)) + hp->head_dim * sizeof(uint16_t) + 63) / 64 * 64;
+    /* scores (f32) + their f16 copy + the query head in f16, or the scores of ATTN_GROUP query
+     * heads (attend_group), 64-byte aligned per thread */
+    size_t one_head = (size_t)c->v_stride * (sizeof(float) + sizeof(uint16_t)) + hp->head_dim * sizeof(uint16_t);
+    size_t group = (size_t)c->v_stride * ATTN_GROUP * sizeof(float);
+    c->att_stride = ((one_head > group ? one_head : group) + 63) / 64 * 64;
     c->att_scratch = ctx_alloc(c, c->att_stride * (size_t)c->n_threads, &oom);
     if (oom) {
         llm_errf(err, "out of memory allocating a context of %d tokens (%.1f MiB)", c->n_ctx,
@@ -247,12 +254,53 @@ static void attend_one(llm_ctx *c, int il, int n_tok, int t, int h, int pos, uin
     }
 }
 
+/* Query heads h0..h0+nh (nh <= ATTN_GROUP, one key/value head) of token t of a prompt batch,
+ * F32 cache: attend_one's arithmetic for each head, bit for bit, with every cached key and V^T
+ * chunk loaded once for all nh heads (the ops' *_queries kernels). */
+static void attend_group(llm_ctx *c, int il, int t, int h0, int nh, int pos, uint8_t *scratch)
+{
+    const llm_hparams *hp = &c->m->hp;
+    const int hd = (int)hp->head_dim, qd = (int)llm_hp_q_dim(hp), kvd = (int)llm_hp_kv_dim(hp);
+    const int kvh = h0 / (int)(hp->n_head / hp->n_head_kv);
+    const int n_kv = pos + 1, n_pad = (n_kv + 31) / 32 * 32;
+    const float kq_scale = hp->q_prescale ? 1.0f : 1.0f / sqrtf((float)hd);
+    float *s = (float *)scratch;
+    const float *qh[ATTN_GROUP], *sh[ATTN_GROUP];
+    for (int i = 0; i < nh; i++) {
+        qh[i] = c->q + (size_t)t * qd + (size_t)(h0 + i) * hd;
+        sh[i] = s + (size_t)i * c->v_stride;
+    }
+    const float *K = (const float *)c->kc[il] + (size_t)kvh * hd;
+    llm_dot_f32_ggml_queries_avx2(hd, n_kv, K, (size_t)kvd, nh, qh, s, (size_t)c->v_stride);
+    for (int i = 0; i < nh; i++) {
+        float *si = s + (size_t)i * c->v_stride;
+        llm_op_softmax_avx2(si, n_kv, kq_scale);
+        for (int j = n_kv; j < n_pad; j++) /* as attend_one: llama.cpp's padding to 32 */
+            si[j] = 0.0f;
+    }
+    const float *VT = (const float *)c->vc[il] + (size_t)kvh * hd * c->v_stride;
+    llm_dot_f32_lanes8_queries_avx2(n_pad, hd, VT, (size_t)c->v_stride, nh, sh,
+                                    c->att + (size_t)t * qd + (size_t)h0 * hd, (size_t)hd);
+}
+
 static void attn_worker(void *arg, int ith, int nth)
 {
     attn_job *j = arg;
     llm_ctx *c = j->c;
     const int n_head = (int)c->m->hp.n_head;
     uint8_t *scratch = c->att_scratch + (size_t)ith * c->att_stride;
+    if (j->n_tok > 1 && !c->kv_f16 && c->simd_ops) {
+        /* items: (token, group of up to ATTN_GROUP query heads within one key/value head) */
+        const int per_kv = n_head / (int)c->m->hp.n_head_kv, sub = (per_kv + ATTN_GROUP - 1) / ATTN_GROUP;
+        const int per_tok = (int)c->m->hp.n_head_kv * sub;
+        for (int item = ith; item < j->n_tok * per_tok; item += nth) {
+            const int t = item / per_tok, kvh = item % per_tok / sub, g = item % sub;
+            const int h0 = kvh * per_kv + g * ATTN_GROUP;
+            const int nh = per_kv - g * ATTN_GROUP < ATTN_GROUP ? per_kv - g * ATTN_GROUP : ATTN_GROUP;
+            attend_group(c, j->il, t, h0, nh, j->pos0 + t, scratch);
+        }
+        return;
+    }
     for (int item = ith; item < j->n_tok * n_head; item += nth) {
         int t = item / n_head, h = item % n_head;
         attend_one(c, j->il, j->n_tok, t, h, j->pos0 + t, scratch);

@@ -40,6 +40,14 @@ float llm_dot_f32_lanes8_avx2(int n, const float *x, const float *y);
 /* out[r] = llm_dot_f32_ggml_avx2(n, x + r * x_stride, y) for r < n_rows, bit for bit, with the
  * rows taken four at a time (attention scores: one query head against every cached key). */
 void llm_dot_f32_ggml_rows_avx2(int n, int n_rows, const float *x, size_t x_stride, const float *y, float *out);
+/* The same dots for nq (1..4) queries y[q] sharing the x rows (the query heads of one key/value
+ * head): out[q * out_stride + r] = llm_dot_f32_ggml_avx2(n, x + r * x_stride, y[q]), resp.
+ * llm_dot_f32_lanes8_avx2 (n a multiple of 8), bit for bit; each x row is loaded once for all
+ * queries. */
+void llm_dot_f32_ggml_queries_avx2(int n, int n_rows, const float *x, size_t x_stride, int nq, const float *const y[],
+                                   float *out, size_t out_stride);
+void llm_dot_f32_lanes8_queries_avx2(int n, int n_rows, const float *x, size_t x_stride, int nq, const float *const y[],
+                                     float *out, size_t out_stride);
 /* Whether this CPU can run the *_avx2 ops. */
 bool llm_ops_have_avx2(void);
 

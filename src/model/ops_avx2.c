@@ -162,3 +162,106 @@ float llm_dot_f32_lanes8_avx2(int n, const float *x, const float *y)
     h = _mm_add_ss(h, _mm_movehdup_ps(h));
     return _mm_cvtss_f32(h);
 }
+
+/* Prompt attention: the query heads that share one key/value head (grouped-query attention)
+ * attend to the same cached rows at the same position, so each cached K row and V^T chunk is
+ * loaded once for up to four of them instead of once per head -- one head at a time, the keys
+ * and V^T of a 512-token prompt (128 KiB each per head) came back from L2 for every head. Each
+ * query keeps its own accumulators and sees exactly the one-query operations in the same order,
+ * so the results are the one-query kernels' bits. NQ is a compile-time constant (1..4) so the
+ * accumulators stay in registers. */
+static inline void dot_ggml_queries(int n, int n_rows, const float *x, size_t x_stride, const int NQ,
+                                    const float *const y[4], float *out, size_t out_stride)
+{
+    const int np = n & ~31;
+    for (int r = 0; r < n_rows; r++) {
+        const float *xr = x + (size_t)r * x_stride;
+        __m256 acc[4][4];
+        #pragma GCC unroll 4
+        for (int q = 0; q < NQ; q++)
+            #pragma GCC unroll 4
+            for (int j = 0; j < 4; j++)
+                acc[q][j] = _mm256_setzero_ps();
+        for (int i = 0; i < np; i += 32)
+            #pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                const __m256 xv = _mm256_loadu_ps(xr + i + 8 * j);
+                #pragma GCC unroll 4
+                for (int q = 0; q < NQ; q++)
+                    acc[q][j] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(y[q] + i + 8 * j), acc[q][j]);
+            }
+        for (int q = 0; q < NQ; q++) {
+            __m256 a0 = _mm256_add_ps(acc[q][0], acc[q][2]), a1 = _mm256_add_ps(acc[q][1], acc[q][3]);
+            a0 = _mm256_add_ps(a0, a1);
+            const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
+            const __m128 t1 = _mm_hadd_ps(t0, t0);
+            float sum = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+            for (int i = np; i < n; i++)
+                sum += xr[i] * y[q][i];
+            out[(size_t)q * out_stride + r] = sum;
+        }
+    }
+}
+
+void llm_dot_f32_ggml_queries_avx2(int n, int n_rows, const float *x, size_t x_stride, int nq, const float *const y[],
+                                   float *out, size_t out_stride)
+{
+    const float *yq[4] = {y[0], nq > 1 ? y[1] : y[0], nq > 2 ? y[2] : y[0], nq > 3 ? y[3] : y[0]};
+    switch (nq) {
+    case 4: dot_ggml_queries(n, n_rows, x, x_stride, 4, yq, out, out_stride); break;
+    case 3: dot_ggml_queries(n, n_rows, x, x_stride, 3, yq, out, out_stride); break;
+    case 2: dot_ggml_queries(n, n_rows, x, x_stride, 2, yq, out, out_stride); break;
+    default: dot_ggml_queries(n, n_rows, x, x_stride, 1, yq, out, out_stride); break;
+    }
+}
+
+static inline float hsum8_lanes(__m256 acc)
+{
+    __m128 h = _mm_add_ps(_mm256_extractf128_ps(acc, 1), _mm256_castps256_ps128(acc));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
+/* llm_dot_f32_lanes8_avx2 of two x rows with NQ queries: 2 * NQ accumulators, each x chunk
+ * loaded once. */
+static inline void dot_lanes8_queries(int n, int n_rows, const float *x, size_t x_stride, const int NQ,
+                                      const float *const y[4], float *out, size_t out_stride)
+{
+    int r = 0;
+    for (; r + 2 <= n_rows; r += 2) {
+        const float *x0 = x + (size_t)r * x_stride, *x1 = x0 + x_stride;
+        __m256 a0[4], a1[4];
+        #pragma GCC unroll 4
+        for (int q = 0; q < NQ; q++)
+            a0[q] = a1[q] = _mm256_setzero_ps();
+        for (int i = 0; i < n; i += 8) {
+            const __m256 v0 = _mm256_loadu_ps(x0 + i), v1 = _mm256_loadu_ps(x1 + i);
+            #pragma GCC unroll 4
+            for (int q = 0; q < NQ; q++) {
+                const __m256 yv = _mm256_loadu_ps(y[q] + i);
+                a0[q] = _mm256_fmadd_ps(v0, yv, a0[q]);
+                a1[q] = _mm256_fmadd_ps(v1, yv, a1[q]);
+            }
+        }
+        for (int q = 0; q < NQ; q++) {
+            out[(size_t)q * out_stride + r] = hsum8_lanes(a0[q]);
+            out[(size_t)q * out_stride + r + 1] = hsum8_lanes(a1[q]);
+        }
+    }
+    for (; r < n_rows; r++)
+        for (int q = 0; q < NQ; q++)
+            out[(size_t)q * out_stride + r] = llm_dot_f32_lanes8_avx2(n, x + (size_t)r * x_stride, y[q]);
+}
+
+void llm_dot_f32_lanes8_queries_avx2(int n, int n_rows, const float *x, size_t x_stride, int nq, const float *const y[],
+                                     float *out, size_t out_stride)
+{
+    const float *yq[4] = {y[0], nq > 1 ? y[1] : y[0], nq > 2 ? y[2] : y[0], nq > 3 ? y[3] : y[0]};
+    switch (nq) {
+    case 4: dot_lanes8_queries(n, n_rows, x, x_stride, 4, yq, out, out_stride); break;
+    case 3: dot_lanes8_queries(n, n_rows, x, x_stride, 3, yq, out, out_stride); break;
+    case 2: dot_lanes8_queries(n, n_rows, x, x_stride, 2, yq, out, out_stride); break;
+    default: dot_lanes8_queries(n, n_rows, x, x_stride, 1, yq, out, out_stride); break;
+    }
+}
