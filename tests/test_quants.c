@@ -707,14 +707,14 @@ static void test_dot4(void)
 
 /* Many-rows kernels (vec_dot_rows): each of nr rows gets exactly vec_dot's result, for lengths
  * around the eight-block step and around the widest row whose activation steps the kernel keeps
- * on the stack (1024 blocks for q4_0; wider rows take another path), row counts that are not
+ * on the stack (512 blocks for q4_0; wider rows take another path), row counts that are not
  * multiples of four, a padded stride, and nothing written past s[nr - 1]. */
 static void test_dot_rows(void)
 {
     const llm_kernels *simd = simd_kernels();
     if (!simd)
         SKIP("no AVX2 on this CPU: many-row dots not compared");
-    const int bcounts[] = {1, 7, 8, 9, 17, 64, 128, 1023, 1024, 1025, 1032, 1041}, nrs[] = {1, 3, 4, 9};
+    const int bcounts[] = {1, 7, 8, 9, 17, 64, 128, 511, 512, 513, 520, 529, 1041}, nrs[] = {1, 3, 4, 9};
     const int maxb = 1041, maxr = 9;
     int covered = 0;
     for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {
@@ -731,23 +731,32 @@ static void test_dot_rows(void)
             const size_t rs = llm_row_size(t, n), stride = rs + 40;
             memset(rows, 0xA5, max_stride * maxr);
             for (int r = 0; r < maxr; r++) {
+                if (r == 2 && rs <= sizeof wbuf) { /* raw bytes: every quant value, in any mix */
+                    random_raw_weights(t, n);
+                    memcpy(rows + (size_t)r * stride, wbuf, rs);
+                    continue;
+                }
                 for (int i = 0; i < n; i++)
                     f[i] = r == 5 ? (float)(i % 7) * 100.0f - 300.0f : rng_gauss(); /* one row far off the scale */
                 llm_quantize_row(t, f, rows + (size_t)r * stride, n);
             }
-            for (int i = 0; i < n; i++)
-                f[i] = rng_gauss();
-            simd->quantize_act[llm_vec_dot_type(t)](f, act, n);
-            for (size_t ni = 0; ni < sizeof nrs / sizeof *nrs; ni++) {
-                const int nr = nrs[ni];
-                float got[10], want;
-                got[nr] = -12345.0f;
-                simd->vec_dot_rows[t](n, nr, got, rows, stride, act);
-                CHECK_MSG(got[nr] == -12345.0f, "%s n=%d nr=%d: wrote past s[nr - 1]", llm_type_name(t), n, nr);
-                for (int r = 0; r < nr; r++) {
-                    simd->vec_dot[t](n, &want, rows + (size_t)r * stride, act);
-                    CHECK_MSG(bits_of(got[r]) == bits_of(want), "%s n=%d nr=%d row %d: vec_dot_rows %.9g, vec_dot %.9g",
-                              llm_type_name(t), n, nr, r, got[r], want);
+            /* act kind 0 Gaussian; 1 constant, so every activation quant is 127 (the largest sums) */
+            for (int ak = 0; ak < 2; ak++) {
+                for (int i = 0; i < n; i++)
+                    f[i] = ak ? 1.0f : rng_gauss();
+                simd->quantize_act[llm_vec_dot_type(t)](f, act, n);
+                for (size_t ni = 0; ni < sizeof nrs / sizeof *nrs; ni++) {
+                    const int nr = nrs[ni];
+                    float got[10], want;
+                    got[nr] = -12345.0f;
+                    simd->vec_dot_rows[t](n, nr, got, rows, stride, act);
+                    CHECK_MSG(got[nr] == -12345.0f, "%s n=%d nr=%d: wrote past s[nr - 1]", llm_type_name(t), n, nr);
+                    for (int r = 0; r < nr; r++) {
+                        simd->vec_dot[t](n, &want, rows + (size_t)r * stride, act);
+                        CHECK_MSG(bits_of(got[r]) == bits_of(want),
+                                  "%s n=%d nr=%d row %d act %d: vec_dot_rows %.9g, vec_dot %.9g", llm_type_name(t), n, nr, r,
+                                  ak, got[r], want);
+                    }
                 }
             }
         }
