@@ -170,7 +170,7 @@ float llm_dot_f32_lanes8_avx2(int n, const float *x, const float *y)
  * query keeps its own accumulators and sees exactly the one-query operations in the same order,
  * so the results are the one-query kernels' bits. NQ is a compile-time constant (1..4) so the
  * accumulators stay in registers. */
-static inline void dot_ggml_queries(int n, int n_rows, const float *x, size_t x_stride, const int NQ,
+static inline __attribute__((always_inline)) void dot_ggml_queries(int n, int n_rows, const float *x, size_t x_stride, const int NQ,
                                     const float *const y[4], float *out, size_t out_stride)
 {
     const int np = n & ~31;
@@ -225,7 +225,7 @@ static inline float hsum8_lanes(__m256 acc)
 
 /* llm_dot_f32_lanes8_avx2 of two x rows with NQ queries: 2 * NQ accumulators, each x chunk
  * loaded once. */
-static inline void dot_lanes8_queries(int n, int n_rows, const float *x, size_t x_stride, const int NQ,
+static inline __attribute__((always_inline)) void dot_lanes8_queries(int n, int n_rows, const float *x, size_t x_stride, const int NQ,
                                       const float *const y[4], float *out, size_t out_stride)
 {
     int r = 0;
