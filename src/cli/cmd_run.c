@@ -406,10 +406,7 @@ static int respond(llmap_model *m, llmap_session *s, chat *c, const run_opts *o)
 static char *read_all(FILE *f)
 {
     llm_buf b = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        llm_buf_append(&b, chunk, n);
+    llm_buf_append_file(&b, f);
     llm_buf_cstr(&b);
     return b.data;
 }

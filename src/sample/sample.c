@@ -1,6 +1,6 @@
 /*
  * sample.c — the token sampler: penalties, greedy, top-k, temperature, top-p, min-p and the
- * final draw (order and definitions in sample.h), plus the PRNG it draws with.
+ * final draw (order and definitions in sample.h). It draws with util's llm_rng.
  *
  * The vocabulary can be 150k tokens, so nothing here sorts the whole distribution unless it
  * must: top-k selects with a bounded heap; top-p first tries the best 128 (enough for real,
@@ -12,47 +12,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- PRNG: xoshiro256** (Blackman & Vigna), seeded through splitmix64 ---------------------- */
-
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-void llm_rng_seed(llm_rng *r, uint64_t seed)
-{
-    uint64_t x = seed;
-    for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&x);
-}
-
-static inline uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-uint64_t llm_rng_next(llm_rng *r)
-{
-    uint64_t *s = r->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-double llm_rng_uniform(llm_rng *r)
-{
-    return (double)(llm_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
-}
 
 /* ---- parameters ---------------------------------------------------------------------------- */
 

@@ -32,15 +32,7 @@
 
 #include "util/util.h"
 
-/* ---- PRNG ---------------------------------------------------------------------------------- */
-typedef struct llm_rng {
-    uint64_t s[4];
-} llm_rng;
-
-void llm_rng_seed(llm_rng *r, uint64_t seed);
-uint64_t llm_rng_next(llm_rng *r);
-/* Uniform in [0, 1) with 53 random bits. */
-double llm_rng_uniform(llm_rng *r);
+/* The PRNG (llm_rng: seed, next, uniform) is util's, shared with synth. */
 
 /* ---- parameters ---------------------------------------------------------------------------- */
 typedef struct llm_sampler_params {

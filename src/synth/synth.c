@@ -27,56 +27,28 @@
 #include "gguf/gguf.h"
 #include "mem/mem.h"
 #include "synth/synth.h"
+#include "util/util.h"
 
 /* ---- random numbers ------------------------------------------------------------------------ */
 
-typedef struct xoshiro {
-    uint64_t s[4];
-} xoshiro;
-
-static uint64_t splitmix64(uint64_t *x)
+/* A row's stream: util's xoshiro256**, its state from (seed, tensor, row) through splitmix64. */
+static void row_rng_seed(llm_rng *r, uint64_t seed, uint64_t tensor, uint64_t row)
 {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t xoshiro_next(xoshiro *r)
-{
-    uint64_t *s = r->s;
-    uint64_t out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
-}
-
-static void xoshiro_seed(xoshiro *r, uint64_t seed, uint64_t tensor, uint64_t row)
-{
-    uint64_t x = seed ^ splitmix64(&tensor) ^ rotl(row * 0xD1B54A32D192ED03ull, 17);
+    uint64_t x = seed ^ llm_splitmix64(&tensor) ^ llm_rotl64(row * 0xD1B54A32D192ED03ull, 17);
     for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&x);
+        r->s[i] = llm_splitmix64(&x);
 }
 
 /* Uniform in [-1, 1). */
-static double uniform_pm1(xoshiro *r)
+static double uniform_pm1(llm_rng *r)
 {
-    return (double)(xoshiro_next(r) >> 11) * 0x1.0p-52 - 1.0;
+    return (double)(llm_rng_next(r) >> 11) * 0x1.0p-52 - 1.0;
 }
 
 /* n standard normals by the polar form of Box-Muller (Marsaglia): a point drawn uniformly in
  * the unit disc gives two independent normals with one log and one sqrt, no trigonometry
  * (which dominated generation time). Both outputs of each pair are used. */
-static void normals(xoshiro *r, float *dst, int64_t n)
+static void normals(llm_rng *r, float *dst, int64_t n)
 {
     for (int64_t i = 0; i < n; i += 2) {
         double u, v, q;
@@ -297,8 +269,8 @@ static void gen_rows(void *ctx, int ith, int nth)
     const stensor *t = j->t;
     float *buf = j->bufs[ith];
     for (int64_t r = t->ne[1] * ith / nth; r < t->ne[1] * (ith + 1) / nth; r++) {
-        xoshiro rng;
-        xoshiro_seed(&rng, j->seed, j->index, (uint64_t)r);
+        llm_rng rng;
+        row_rng_seed(&rng, j->seed, j->index, (uint64_t)r);
         normals(&rng, buf, t->ne[0]);
         for (int64_t i = 0; i < t->ne[0]; i++)
             buf[i] = (t->dist == DIST_NORM_ONE ? 1.0f : 0.0f) + t->sigma * buf[i];

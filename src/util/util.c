@@ -103,6 +103,14 @@ const char *llm_buf_cstr(llm_buf *b)
     return b->data;
 }
 
+void llm_buf_append_file(llm_buf *b, FILE *f)
+{
+    char chunk[16384]; /* small enough for any thread's stack */
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        llm_buf_append(b, chunk, n);
+}
+
 void llm_buf_free(llm_buf *b)
 {
     free(b->data);
@@ -124,4 +132,18 @@ void llm_human_bytes(char *buf, size_t n, double bytes)
     while (bytes >= 1000 && i < 4)
         bytes /= 1000, i++;
     snprintf(buf, n, i ? "%.1f %s" : "%.0f %s", bytes, unit[i]);
+}
+
+/* ---- random numbers (xoshiro256**; next and splitmix64 are inline in util.h) ---- */
+
+void llm_rng_seed(llm_rng *r, uint64_t seed)
+{
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++)
+        r->s[i] = llm_splitmix64(&x);
+}
+
+double llm_rng_uniform(llm_rng *r)
+{
+    return (double)(llm_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
 }
