@@ -14,8 +14,6 @@
 #include <time.h>
 
 #include "cli/cli.h"
-#include "gguf/gguf.h"
-#include "mem/mem.h"
 #include "text/text.h"
 
 #define BENCH_BYTES (1u << 20)
@@ -24,15 +22,8 @@ static llm_vocab *bench_load(const char *dir, const char *name, llm_err *err)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/models/vocab/ggml-vocab-%s.gguf", dir, name);
-    llm_map m;
-    gguf_file f;
     llm_vocab *v = NULL;
-    if (llm_map_open(&m, path, NULL, err))
-        return NULL;
-    if (gguf_parse(&f, path, m.base, m.size, err) == 0)
-        llm_vocab_load(&f, &v, err);
-    gguf_free(&f);
-    llm_map_close(&m);
+    llm_vocab_load_file(path, &v, err);
     return v;
 }
 
@@ -47,10 +38,7 @@ static char *mixed_text(const char *dir, llm_err *err)
         return NULL;
     }
     llm_buf src = {0};
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        llm_buf_append(&src, chunk, n);
+    llm_buf_append_file(&src, f);
     fclose(f);
     static const char SEP[] = "\n__ggml_vocab_test__\n";
     llm_buf clean = {0};

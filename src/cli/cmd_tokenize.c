@@ -11,8 +11,6 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "gguf/gguf.h"
-#include "mem/mem.h"
 #include "store/store.h"
 #include "text/text.h"
 
@@ -26,10 +24,7 @@ static const char USAGE[] =
 static char *read_stdin(size_t *len)
 {
     llm_buf b = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0)
-        llm_buf_append(&b, chunk, n);
+    llm_buf_append_file(&b, stdin);
     *len = b.len;
     if (!b.data)
         return llm_xstrdup("");
@@ -86,15 +81,7 @@ static int load_vocab(const char *model, llm_vocab **v, llm_err *err)
         }
         llm_store_close(store);
     }
-    llm_map m;
-    gguf_file f;
-    int rc = -1;
-    if (llm_map_open(&m, path, NULL, err) == 0) {
-        if (gguf_parse(&f, path, m.base, m.size, err) == 0)
-            rc = llm_vocab_load(&f, v, err);
-        gguf_free(&f);
-        llm_map_close(&m);
-    }
+    int rc = llm_vocab_load_file(path, v, err);
     free(path);
     return rc;
 }
@@ -126,7 +113,7 @@ int cmd_tokenize(int argc, char **argv)
     llm_vocab *v = NULL;
     if (load_vocab(model, &v, &err))
         return cli_fail("tokenize", "%s", err.msg);
-    size_t len;
+    size_t len = 0;
     char *text = strcmp(arg, "-") == 0 ? read_stdin(&len) : llm_xstrdup(arg);
     if (strcmp(arg, "-") != 0)
         len = strlen(text);

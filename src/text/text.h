@@ -49,6 +49,9 @@ typedef enum llm_token_type {
  * special ids, add_bos/add_eos). Returns 0, or -1 with err naming the key and problem.
  * An unknown tokenizer.ggml.pre falls back to the gpt-2 regex with a warning on stderr. */
 int llm_vocab_load(const gguf_file *f, llm_vocab **out, llm_err *err);
+/* The same from a GGUF file's path: maps and parses it just long enough to load the tokenizer
+ * (the vocabulary keeps its own copies). Returns 0, or -1 with err naming the file. */
+int llm_vocab_load_file(const char *path, llm_vocab **out, llm_err *err);
 void llm_vocab_free(llm_vocab *v);
 
 llm_vocab_kind llm_vocab_kind_of(const llm_vocab *v);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mem/mem.h"
 #include "text/tok_internal.h"
 
 /* ---- UTF-8 -------------------------------------------------------------------------------- */
@@ -438,6 +439,21 @@ int llm_vocab_load(const gguf_file *f, llm_vocab **out, llm_err *err)
 fail:
     llm_vocab_free(v);
     return -1;
+}
+
+int llm_vocab_load_file(const char *path, llm_vocab **out, llm_err *err)
+{
+    llm_map m;
+    gguf_file f;
+    int rc = -1;
+    *out = NULL;
+    if (llm_map_open(&m, path, NULL, err))
+        return -1;
+    if (gguf_parse(&f, path, m.base, m.size, err) == 0)
+        rc = llm_vocab_load(&f, out, err);
+    gguf_free(&f);
+    llm_map_close(&m);
+    return rc;
 }
 
 void llm_vocab_free(llm_vocab *v)
