@@ -10,11 +10,15 @@
 #ifndef LLMAP_TEST_CHECK_H
 #define LLMAP_TEST_CHECK_H
 
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int check_passed, check_failed, check_skipped;
 
@@ -93,6 +97,82 @@ static inline const char *llmap_bin(void)
 {
     const char *b = getenv("LLMAP_BIN");
     return b ? b : "./llmap";
+}
+
+/* The whole file, NUL-terminated after its *len bytes (len may be NULL), or NULL when it cannot
+ * be opened or read. */
+static inline char *test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t n = 0, cap = 1 << 16, r;
+    char *buf = malloc(cap);
+    while (buf && (r = fread(buf + n, 1, cap - 1 - n, f)) > 0) {
+        n += r;
+        if (n == cap - 1) {
+            char *grown = realloc(buf, cap *= 2);
+            if (!grown)
+                free(buf);
+            buf = grown;
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    if (len)
+        *len = n;
+    return buf;
+}
+
+/* ---- data files for the mapping tests ---- */
+
+/* Creates a temporary file from the mkstemp template `path` (ends in XXXXXX, rewritten in
+ * place) holding byte_at(i) for i in [0, size), written 1 MiB at a time and fsync'd: dirty
+ * pages cannot be evicted. Returns 0, or -1 when the file could not be created or written. */
+static inline int test_file_write(char *path, uint64_t size, uint8_t (*byte_at)(uint64_t i))
+{
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return -1;
+    enum { BUF = 1 << 20 };
+    uint8_t *buf = malloc(BUF);
+    int rc = buf ? 0 : -1;
+    for (uint64_t done = 0; rc == 0 && done < size;) {
+        size_t n = size - done < BUF ? (size_t)(size - done) : BUF;
+        for (size_t i = 0; i < n; i++)
+            buf[i] = byte_at(done + i);
+        if (write(fd, buf, n) != (ssize_t)n)
+            rc = -1;
+        done += n;
+    }
+    fsync(fd);
+    close(fd);
+    free(buf);
+    return rc;
+}
+
+/* Drops a file's (clean) pages from the page cache, so the next access reads the disk. */
+static inline void test_file_evict(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+}
+
+/* Whether base[i] == byte_at(i) for i = from, from + step, ... below to: a sampled comparison of
+ * mapped bytes against the pattern the file was written with. */
+static inline bool test_bytes_match(const uint8_t *base, uint64_t from, uint64_t to, uint64_t step,
+                                    uint8_t (*byte_at)(uint64_t i))
+{
+    bool same = true;
+    for (uint64_t i = from; i < to; i += step)
+        same &= base[i] == byte_at(i);
+    return same;
 }
 
 #define TEST_END(name)                                                                                   \

@@ -31,23 +31,6 @@ typedef struct reference {
     int n_sure; /* greedy steps before the first low-margin one */
 } reference;
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    llm_buf b = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        llm_buf_append(&b, chunk, n);
-    fclose(f);
-    llm_buf_cstr(&b);
-    if (len)
-        *len = b.len;
-    return b.data;
-}
-
 static int int_array(const cJSON *j, const char *key, int32_t *out, int cap)
 {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, key);
@@ -61,7 +44,7 @@ static int load_reference(const char *shared, const char *stem, int i, reference
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/reference/%s/prompt-%d.json", shared, stem, i);
-    char *text = slurp(path, NULL);
+    char *text = test_read_file(path, NULL);
     if (!text)
         return -1;
     cJSON *j = cJSON_Parse(text);
@@ -144,6 +127,14 @@ static int generate(llmap_session *s, const char *prompt, const llmap_sampling *
 }
 
 /* The reference greedy continuation, token by token, and the same call again from the cache. */
+/* A session with default options, or NULL (after a failed check) when none can be made. */
+static llmap_session *new_session(llmap_model *m, char *err, size_t cap)
+{
+    llmap_session *s = NULL;
+    CHECK(llmap_session_new(m, NULL, &s, err, cap) == 0);
+    return s;
+}
+
 static void test_greedy_reference(llmap_model *m, const reference *r, const char *label)
 {
     char err[1024] = "";
@@ -157,8 +148,7 @@ static void test_greedy_reference(llmap_model *m, const reference *r, const char
     CHECK_MSG(same, "%s: prompt tokens (with BOS per metadata) match the reference", label);
     free(ids);
 
-    llmap_session *s = NULL;
-    CHECK(llmap_session_new(m, NULL, &s, err, sizeof err) == 0);
+    llmap_session *s = new_session(m, err, sizeof err);
     if (!s)
         return;
     llmap_sampling sp;
@@ -197,8 +187,7 @@ static void test_greedy_reference(llmap_model *m, const reference *r, const char
 static void test_limits_and_stops(llmap_model *m, const reference *r)
 {
     char err[1024] = "";
-    llmap_session *s = NULL;
-    CHECK(llmap_session_new(m, NULL, &s, err, sizeof err) == 0);
+    llmap_session *s = new_session(m, err, sizeof err);
     if (!s)
         return;
     llmap_sampling sp;
@@ -344,9 +333,7 @@ static void test_limits_and_stops(llmap_model *m, const reference *r)
 static void test_prefix_cache(llmap_model *m, const reference *r)
 {
     char err[1024] = "";
-    llmap_session *a = NULL, *b = NULL;
-    CHECK(llmap_session_new(m, NULL, &a, err, sizeof err) == 0);
-    CHECK(llmap_session_new(m, NULL, &b, err, sizeof err) == 0);
+    llmap_session *a = new_session(m, err, sizeof err), *b = new_session(m, err, sizeof err);
     if (!a || !b)
         return;
     llmap_sampling sp;
@@ -428,8 +415,7 @@ static void test_threads(llmap_model *m, const reference *r)
 static void test_sampling_reproducible(llmap_model *m, const reference *r)
 {
     char err[1024] = "";
-    llmap_session *s = NULL;
-    CHECK(llmap_session_new(m, NULL, &s, err, sizeof err) == 0);
+    llmap_session *s = new_session(m, err, sizeof err);
     if (!s)
         return;
     llmap_sampling sp;
@@ -488,7 +474,7 @@ static void test_load_errors(const char *shared)
     snprintf(src, sizeof src, "%s/models/tiny-llama-q8_0.gguf", shared);
     snprintf(dst, sizeof dst, "/tmp/llmap-test-engine-%d.gguf", (int)getpid());
     size_t len;
-    char *bytes = slurp(src, &len);
+    char *bytes = test_read_file(src, &len);
     FILE *f = fopen(dst, "wb");
     if (bytes && f) {
         fwrite(bytes, 1, len < 65536 ? len : 65536, f);
@@ -509,7 +495,7 @@ static void test_truncated_while_mapped(const char *shared)
     snprintf(src, sizeof src, "%s/models/tiny-llama-q8_0.gguf", shared);
     snprintf(dst, sizeof dst, "/tmp/llmap-test-engine-trunc-%d.gguf", (int)getpid());
     size_t len;
-    char *bytes = slurp(src, &len);
+    char *bytes = test_read_file(src, &len);
     FILE *f = fopen(dst, "wb");
     if (!bytes || !f || fwrite(bytes, 1, len, f) != len) {
         CHECK_MSG(0, "cannot copy %s to %s", src, dst);
@@ -528,7 +514,7 @@ static void test_truncated_while_mapped(const char *shared)
     llmap_session *s = NULL;
     CHECK(llmap_model_load(dst, &lo, &m, err, sizeof err) == 0);
     if (m)
-        CHECK(llmap_session_new(m, NULL, &s, err, sizeof err) == 0);
+        s = new_session(m, err, sizeof err);
     if (s) {
         llmap_sampling sp;
         greedy(&sp, 4);

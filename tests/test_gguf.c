@@ -124,35 +124,19 @@ static void huge_string_len(bytes *b)
         u8(b, 0);
 }
 
-static void huge_array(bytes *b)
+/* A file whose one kv is an array header (key, element type, count) with no elements after it. */
+static void array_kv_only(bytes *b, const char *key, uint32_t elem_type, uint64_t count)
 {
     memset(b, 0, sizeof *b);
     header(b, 3, 0, 1);
-    str(b, "arr");
+    str(b, key);
     u32(b, GGUF_ARRAY);
-    u32(b, GGUF_U64);
-    u64(b, 1ull << 61);
+    u32(b, elem_type);
+    u64(b, count);
 }
-
-static void huge_string_array(bytes *b)
-{
-    memset(b, 0, sizeof *b);
-    header(b, 3, 0, 1);
-    str(b, "tokens");
-    u32(b, GGUF_ARRAY);
-    u32(b, GGUF_STRING);
-    u64(b, 1ull << 50);
-}
-
-static void nested_array(bytes *b)
-{
-    memset(b, 0, sizeof *b);
-    header(b, 3, 0, 1);
-    str(b, "nest");
-    u32(b, GGUF_ARRAY);
-    u32(b, GGUF_ARRAY);
-    u64(b, 1);
-}
+static void huge_array(bytes *b) { array_kv_only(b, "arr", GGUF_U64, 1ull << 61); }
+static void huge_string_array(bytes *b) { array_kv_only(b, "tokens", GGUF_STRING, 1ull << 50); }
+static void nested_array(bytes *b) { array_kv_only(b, "nest", GGUF_ARRAY, 1); }
 
 static void bad_value_type(bytes *b)
 {

@@ -18,26 +18,14 @@
 
 #define FILE_SIZE (8u << 20)
 
+static uint8_t pattern(uint64_t i) { return (uint8_t)(i * 31 + (i >> 12)); }
+
 static char *make_file(uint32_t size)
 {
     static char path[64];
     strcpy(path, "/tmp/llmap-test-mem-XXXXXX");
-    int fd = mkstemp(path);
-    uint8_t *buf = malloc(size);
-    for (uint32_t i = 0; i < size; i++)
-        buf[i] = (uint8_t)(i * 31 + (i >> 12));
-    CHECK(write(fd, buf, size) == (ssize_t)size);
-    fsync(fd);
-    close(fd);
-    free(buf);
+    CHECK(test_file_write(path, size, pattern) == 0);
     return path;
-}
-
-static void evict(const char *path)
-{
-    int fd = open(path, O_RDONLY);
-    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    close(fd);
 }
 
 static void test_modes(const char *path)
@@ -48,10 +36,7 @@ static void test_modes(const char *path)
         llm_map_opts o = {.mode = mode ? LLM_MAP_READ : LLM_MAP_MMAP};
         CHECK_MSG(llm_map_open(&m, path, &o, &err) == 0, "%s", err.msg);
         CHECK_EQ_INT(m.size, FILE_SIZE);
-        int same = 1;
-        for (uint32_t i = 0; i < FILE_SIZE; i += 4093)
-            same &= m.base[i] == (uint8_t)(i * 31 + (i >> 12));
-        CHECK_MSG(same, "mode %d: bytes differ from the file", mode);
+        CHECK_MSG(test_bytes_match(m.base, 0, FILE_SIZE, 4093, pattern), "mode %d: bytes differ from the file", mode);
         CHECK(llm_map_check(&m, &err) == 0);
         if (mode == 1)
             CHECK_EQ_INT(llm_map_resident(&m, 0, FILE_SIZE), FILE_SIZE);
@@ -61,7 +46,7 @@ static void test_modes(const char *path)
 
 static void test_residency(const char *path)
 {
-    evict(path);
+    test_file_evict(path);
     llm_map m;
     llm_err err;
     CHECK(llm_map_open(&m, path, NULL, &err) == 0);
@@ -190,7 +175,7 @@ static void test_thrash(void)
 static void test_stream(void)
 {
     char *path = make_file(FILE_SIZE);
-    evict(path);
+    test_file_evict(path);
     llm_map m;
     llm_err err;
     CHECK(llm_map_open(&m, path, NULL, &err) == 0);

@@ -30,35 +30,15 @@ static char *make_file(uint32_t size)
 {
     static char path[64];
     strcpy(path, "/tmp/llmap-test-populate-XXXXXX");
-    int fd = mkstemp(path);
-    CHECK(fd >= 0);
-    enum { BUF = 1 << 20 };
-    uint8_t *buf = malloc(BUF);
-    for (uint32_t done = 0; done < size;) {
-        uint32_t n = size - done < BUF ? size - done : BUF;
-        for (uint32_t i = 0; i < n; i++)
-            buf[i] = pattern(done + i);
-        CHECK(write(fd, buf, n) == (ssize_t)n);
-        done += n;
-    }
-    fsync(fd); /* dirty pages cannot be evicted */
-    close(fd);
-    free(buf);
+    CHECK(test_file_write(path, size, pattern) == 0);
     return path;
-}
-
-static void evict(const char *path)
-{
-    int fd = open(path, O_RDONLY);
-    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    close(fd);
 }
 
 /* Opens the evicted file; false (after a loud skip) when the kernel would not evict it. */
 static bool open_cold(const char *path, llm_map *m)
 {
     llm_err err;
-    evict(path);
+    test_file_evict(path);
     CHECK_MSG(llm_map_open(m, path, NULL, &err) == 0, "%s", err.msg);
     uint64_t res = llm_map_resident(m, 0, m->size);
     if (res > m->size / 20) {
@@ -83,11 +63,8 @@ static void test_cold_then_warm(const char *path)
     CHECK(rep.seconds > 0);
     CHECK_EQ_INT(llm_map_resident(&m, 0, m.size), FILE_SIZE);
 
-    int same = 1;
-    for (uint64_t i = 0; i < m.size; i += 4096)
-        same &= m.base[i] == pattern(i);
-    same &= m.base[m.size - 1] == pattern(m.size - 1);
-    CHECK_MSG(same, "bytes read through the mapping differ from the file");
+    CHECK_MSG(test_bytes_match(m.base, 0, m.size, 4096, pattern) && m.base[m.size - 1] == pattern(m.size - 1),
+              "bytes read through the mapping differ from the file");
 
     /* Warm now: a second call reads nothing. */
     CHECK(llm_map_populate(&m, false, &rep) == 0);
@@ -123,15 +100,12 @@ static void test_range(const char *path)
     uint64_t off = (8u << 20) + 100, len = (3u << 20) + 123;
     llm_map_populate_range(&m, off, len, 1);
     CHECK_EQ_INT(llm_map_resident(&m, off, len), len);
-    evict(path); /* (mapped pages stay: the range is still resident) */
+    test_file_evict(path); /* (mapped pages stay: the range is still resident) */
     CHECK_EQ_INT(llm_map_resident(&m, off, len), len);
     uint64_t off2 = 20u << 20, len2 = 17u << 20;
     llm_map_populate_range(&m, off2, len2, 2);
     CHECK_EQ_INT(llm_map_resident(&m, off2, len2), len2);
-    int same = 1;
-    for (uint64_t i = off2; i < off2 + len2; i += 4093)
-        same &= m.base[i] == pattern(i);
-    CHECK(same);
+    CHECK(test_bytes_match(m.base, off2, off2 + len2, 4093, pattern));
     /* out of range and empty: nothing happens, nothing breaks */
     llm_map_populate_range(&m, m.size + 10, 100, 2);
     llm_map_populate_range(&m, 0, 0, 2);
@@ -170,10 +144,7 @@ static void test_background(const char *path)
     CHECK_EQ_INT(rep.bytes, FILE_SIZE);
     CHECK(rep.seconds > 0);
     CHECK_EQ_INT(llm_map_resident(&m, 0, m.size), FILE_SIZE);
-    int same = 1;
-    for (uint64_t i = 0; i < m.size; i += 4096)
-        same &= m.base[i] == pattern(i);
-    CHECK_MSG(same, "bytes read through the mapping differ from the file");
+    CHECK_MSG(test_bytes_match(m.base, 0, m.size, 4096, pattern), "bytes read through the mapping differ from the file");
 
     CHECK(llm_map_populate_start(&m, NULL, &rep) == NULL); /* warm now */
     CHECK(!rep.cold && rep.bytes == 0);
@@ -279,10 +250,7 @@ static void test_map_in(const char *path)
     CHECK_EQ_INT(mapped_pages(m.base + tail, m.size - tail), (m.size - tail + ps - 1) / ps);
     const uint64_t edge = 4u << 20; /* beyond fault-around and a PMD-sized folio either side */
     CHECK_EQ_INT(mapped_pages(m.base + skip.off + edge, skip.len - 2 * edge), 0);
-    int same = 1;
-    for (uint64_t i = 0; i < m.size; i += 4093)
-        same &= m.base[i] == pattern(i);
-    CHECK_MSG(same, "bytes read through the mapping differ from the file");
+    CHECK_MSG(test_bytes_match(m.base, 0, m.size, 4093, pattern), "bytes read through the mapping differ from the file");
     llm_map_close(&m);
 
     bool stopped_early = false; /* 4 MiB pieces of 40 MiB: a stop at once ends well short */

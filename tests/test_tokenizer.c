@@ -23,61 +23,21 @@
 
 static const char *SHARED;
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    buf[n] = 0;
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-/* Loads the tokenizer of a GGUF file; the mapping and parse are released right away (the
- * vocabulary keeps its own copy). */
+/* Loads the tokenizer of a GGUF file, reporting a failure. */
 static llm_vocab *load_vocab(const char *path)
 {
-    llm_map m;
-    gguf_file f;
     llm_err err;
     llm_vocab *v = NULL;
-    if (llm_map_open(&m, path, NULL, &err)) {
-        fprintf(stderr, "FAIL %s\n", err.msg);
-        return NULL;
-    }
-    if (gguf_parse(&f, path, m.base, m.size, &err) == 0) {
-        if (llm_vocab_load(&f, &v, &err))
-            fprintf(stderr, "FAIL load %s: %s\n", path, err.msg);
-    } else {
-        fprintf(stderr, "FAIL parse %s\n", err.msg);
-    }
-    gguf_free(&f);
-    llm_map_close(&m);
+    if (llm_vocab_load_file(path, &v, &err))
+        fprintf(stderr, "FAIL load %s: %s\n", path, err.msg);
     return v;
 }
 
 /* Like load_vocab, but returns the error instead of reporting it. */
 static llm_vocab *load_vocab_quiet(const char *path, llm_err *err)
 {
-    llm_map m;
-    gguf_file f;
     llm_vocab *v = NULL;
-    if (llm_map_open(&m, path, NULL, err))
-        return NULL;
-    if (gguf_parse(&f, path, m.base, m.size, err) == 0)
-        llm_vocab_load(&f, &v, err);
-    gguf_free(&f);
-    llm_map_close(&m);
+    llm_vocab_load_file(path, &v, err);
     return v;
 }
 
@@ -124,7 +84,7 @@ static void test_vocab_file(const char *name, roundtrip rt)
     snprintf(pin, sizeof pin, "%s.inp", path);
     snprintf(pout, sizeof pout, "%s.out", path);
     size_t lin, lout;
-    char *inp = read_file(pin, &lin), *out = read_file(pout, &lout);
+    char *inp = test_read_file(pin, &lin), *out = test_read_file(pout, &lout);
     llm_vocab *v = load_vocab(path);
     CHECK_MSG(inp && out && v, "%s: vocabulary and test files load", name);
     if (!inp || !out || !v) {
@@ -200,7 +160,7 @@ static void test_reference_prompts(void)
             char jp[1100];
             snprintf(jp, sizeof jp, "%s/reference/%s/prompt-%d.json", SHARED, models[m], i);
             size_t len;
-            char *js = read_file(jp, &len);
+            char *js = test_read_file(jp, &len);
             cJSON *root = js ? cJSON_Parse(js) : NULL;
             const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(root, "prompt");
             const cJSON *toks = cJSON_GetObjectItemCaseSensitive(root, "tokens");
@@ -337,13 +297,14 @@ static void test_special(const llm_vocab *spm, const llm_vocab *gpt2)
 }
 
 
-static void check_ids(const llm_vocab *v, const char *text, size_t len, const int32_t *want, size_t nwant,
-                      const char *what)
+/* One check: text[0..len) tokenizes to want; on a mismatch both id lists are printed. */
+static void check_tokens(const llm_vocab *v, const char *text, size_t len, bool add_special, bool parse_special,
+                         const int32_t *want, size_t nwant, const char *what)
 {
     int32_t *ids;
     size_t n;
     llm_err err;
-    int rc = llm_tokenize(v, text, len, false, false, &ids, &n, &err);
+    int rc = llm_tokenize(v, text, len, add_special, parse_special, &ids, &n, &err);
     bool ok = rc == 0 && ids_equal(ids, n, want, nwant);
     CHECK_MSG(ok, "%s", what);
     if (!ok) {
@@ -351,6 +312,12 @@ static void check_ids(const llm_vocab *v, const char *text, size_t len, const in
         print_ids("got     ", ids, n);
     }
     free(ids);
+}
+
+static void check_ids(const llm_vocab *v, const char *text, size_t len, const int32_t *want, size_t nwant,
+                      const char *what)
+{
+    check_tokens(v, text, len, false, false, want, nwant, what);
 }
 
 /* WordPiece rules, with expected ids looked up in the vocabulary by their strings. */
@@ -564,17 +531,7 @@ static llm_vocab *vocab_from_writer(gguf_writer *w)
 static void expect(const llm_vocab *v, const char *text, bool add_special, bool parse_special,
                    const int32_t *want, size_t nwant, const char *what)
 {
-    int32_t *ids;
-    size_t n;
-    llm_err err;
-    int rc = llm_tokenize(v, text, strlen(text), add_special, parse_special, &ids, &n, &err);
-    bool ok = rc == 0 && ids_equal(ids, n, want, nwant);
-    CHECK_MSG(ok, "%s", what);
-    if (!ok) {
-        print_ids("expected", want, nwant);
-        print_ids("got     ", ids, n);
-    }
-    free(ids);
+    check_tokens(v, text, strlen(text), add_special, parse_special, want, nwant, what);
 }
 
 #define U2581 "\xe2\x96\x81"
