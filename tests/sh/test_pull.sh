@@ -140,6 +140,17 @@ class H(http.server.BaseHTTPRequestHandler):
             with open(log, 'a') as L: L.write('%s %d %d %s\n' % (rng.replace(' ', '') if rng else '-', start, sent, 'if-range' if ifr else '-'))
 http.server.ThreadingHTTPServer(('127.0.0.1', port), H).serve_forever()
 EOF
+# kill_pull_at PID BYTES: SIGKILLs the pull once its partial file holds BYTES (or after 10 s);
+# sets $partial to that file.
+kill_pull_at() {
+    partial=
+    for _ in $(seq 1 200); do
+        partial=$(ls "$LLMAP_HOME"/tmp/pull-*.partial 2>/dev/null | head -1)
+        [ -n "$partial" ] && [ "$(stat -c %s "$partial")" -ge "$2" ] && break
+        sleep 0.05
+    done
+    kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null
+}
 P2=$(free_port)
 LOG=$T/range.log
 : > "$LOG"
@@ -149,14 +160,7 @@ wait_http "http://127.0.0.1:$P2/none" || true
 export LLMAP_HOME=$T/h2
 # 2 MB/s for an 11.7 MB file: about 6 s in total; kill once 3 MB are down.
 LLMAP_PULL_RATE_LIMIT=2m "$BIN" pull "http://127.0.0.1:$P2/tiny.gguf#sha256=$SUM" resumed --quiet &
-PULL=$!
-partial=
-for _ in $(seq 1 200); do
-    partial=$(ls "$LLMAP_HOME"/tmp/pull-*.partial 2>/dev/null | head -1)
-    [ -n "$partial" ] && [ "$(stat -c %s "$partial")" -ge 3000000 ] && break
-    sleep 0.05
-done
-kill -9 $PULL 2>/dev/null; wait $PULL 2>/dev/null
+kill_pull_at $! 3000000
 have=$(stat -c %s "$partial" 2>/dev/null || echo 0)
 check_run "partial file kept after SIGKILL ($have bytes)" test "$have" -ge 3000000 -a "$have" -lt "$SIZE"
 check_run "nothing listed after SIGKILL" test -z "$("$BIN" list | awk 'NR > 1')"
@@ -177,13 +181,7 @@ check_run "resume sent If-Range with the ETag the server gave" test "$ifr" = if-
 QWEN=$SHARED/models/tiny-qwen2-q4_0.gguf
 cp "$T/srv/tiny.gguf" "$T/srv/swap.gguf"
 LLMAP_PULL_RATE_LIMIT=2m "$BIN" pull "http://127.0.0.1:$P2/swap.gguf" swapped --quiet &
-PULL=$!
-for _ in $(seq 1 200); do
-    partial=$(ls "$LLMAP_HOME"/tmp/pull-*.partial 2>/dev/null | head -1)
-    [ -n "$partial" ] && [ "$(stat -c %s "$partial")" -ge 2000000 ] && break
-    sleep 0.05
-done
-kill -9 $PULL 2>/dev/null; wait $PULL 2>/dev/null
+kill_pull_at $! 2000000
 cp "$QWEN" "$T/srv/swap.gguf.new" && mv -f "$T/srv/swap.gguf.new" "$T/srv/swap.gguf"
 sleep 0.3
 check_run "pull of the changed file succeeds" "$BIN" pull "http://127.0.0.1:$P2/swap.gguf" swapped --quiet

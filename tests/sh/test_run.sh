@@ -96,34 +96,30 @@ if ! command -v tmux >/dev/null; then skip "tmux not installed: interactive test
 
 T() { tmux -L "$SOCK" "$@"; }
 screen() { T capture-pane -p -J -S - -t "$1"; }
-# wait_for SESSION REGEX [seconds]: polls the screen until REGEX matches.
-wait_for() {
-    local end=$((SECONDS + ${3:-20}))
+# poll SESSION SECONDS WHAT command...: runs the command every 0.1 s until it succeeds; when
+# SECONDS pass or the session ends first, shows the screen (waiting for WHAT) and fails.
+poll() {
+    local session=$1 end=$((SECONDS + $2)) what=$3
+    shift 3
     while [ $SECONDS -lt $end ]; do
-        screen "$1" | grep -qE -- "$2" && return 0
-        T has-session -t "$1" 2>/dev/null || break
+        "$@" && return 0
+        T has-session -t "$session" 2>/dev/null || break
         sleep 0.1
     done
-    echo "--- screen of $1 while waiting for /$2/:" >&2
-    screen "$1" | tail -15 >&2
+    echo "--- screen of $session while waiting for $what:" >&2
+    screen "$session" | tail -15 >&2
     return 1
 }
+# wait_for SESSION REGEX [seconds]: polls the screen until REGEX matches.
+shows() { screen "$1" | grep -qE -- "$2"; }
+wait_for() { poll "$1" "${3:-20}" "/$2/" shows "$1" "$2"; }
 # Prompts shown so far (each answer ends with a new one); the last line of the screen is
 # then an empty prompt again.
 prompts() { screen "$1" | grep -cE '^>>>( |$)'; }
 idle() { [ "$(screen "$1" | sed 's/ *$//' | grep -v '^$' | tail -1)" = ">>>" ]; }
 # wait_prompt SESSION N: until at least N prompts were shown and the chat waits for input.
-wait_prompt() {
-    local end=$((SECONDS + 20))
-    while [ $SECONDS -lt $end ]; do
-        [ "$(prompts "$1")" -ge "$2" ] && idle "$1" && return 0
-        T has-session -t "$1" 2>/dev/null || break
-        sleep 0.1
-    done
-    echo "--- screen of $1 while waiting for prompt $2:" >&2
-    screen "$1" | tail -15 >&2
-    return 1
-}
+prompt_ready() { [ "$(prompts "$1")" -ge "$2" ] && idle "$1"; }
+wait_prompt() { poll "$1" 20 "prompt $2" prompt_ready "$1" "$2"; }
 
 # say SESSION INPUT PATTERN WHAT: types INPUT and Enter, then checks that PATTERN shows up.
 say() {
