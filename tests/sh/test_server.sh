@@ -36,11 +36,7 @@ trap cleanup EXIT
 start_server() { # extra flags...
     "$BIN" serve --port 0 --models "$SHARED/models" "$@" >"$WORK/server.log" 2>&1 &
     SRV_PID=$!
-    for _ in $(seq 100); do
-        PORT=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$WORK/server.log" | sed 's/.*://')
-        [ -n "$PORT" ] && break
-        sleep 0.1
-    done
+    PORT=$(listen_port "$WORK/server.log")
     [ -n "$PORT" ] || { cat "$WORK/server.log" >&2; bad "server did not start"; finish; }
     URL=http://127.0.0.1:$PORT
 }
@@ -134,11 +130,7 @@ check '[ "$st" = 200 ] && grep -q "\"eval_count\":30" "$WORK/body"' \
 # keep-alive connections above are never cut under them).
 "$BIN" serve --port 0 --models "$SHARED/models" --timeout 1 >"$WORK/slow.log" 2>&1 &
 SLOW_PID=$!
-for _ in $(seq 100); do
-    SPORT=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$WORK/slow.log" | sed 's/.*://')
-    [ -n "$SPORT" ] && break
-    sleep 0.1
-done
+SPORT=$(listen_port "$WORK/slow.log")
 exec 3<>"/dev/tcp/127.0.0.1/$SPORT"
 printf 'POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Le' >&3 # and then nothing
 for _ in $(seq 10); do exec {fd}<>"/dev/tcp/127.0.0.1/$SPORT"; printf 'GET /api/ver' >&"$fd"; done
@@ -236,12 +228,7 @@ EOF
 if "$BIN" create terse -f "$WORK/Modelfile" >/dev/null 2>"$WORK/create.err"; then
     "$BIN" serve --port 0 >"$WORK/server.log" 2>&1 &
     SRV_PID=$!
-    PORT=
-    for _ in $(seq 100); do
-        PORT=$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$WORK/server.log" | sed 's/.*://')
-        [ -n "$PORT" ] && break
-        sleep 0.1
-    done
+    PORT=$(listen_port "$WORK/server.log")
     URL=http://127.0.0.1:$PORT
     digest=$(sha256sum "$SHARED/models/$MODEL.gguf" | cut -d' ' -f1)
     req GET /api/tags >/dev/null
