@@ -955,6 +955,22 @@ static void parse_args(jj *J, node *call)
     expect_op(J, ")");
 }
 
+/* The items of a list or dict literal up to `close` (a trailing comma allowed): expressions to
+ * n->args and, for a dict (pairs), each key's value after ':' to n->kw. */
+static void parse_items(jj *J, node *n, const char *close, bool pairs)
+{
+    while (!is_op(peek(J), close)) {
+        if (n->args.n) expect_op(J, ",");
+        if (is_op(peek(J), close)) break;
+        nl_push(J, &n->args, parse_expr(J));
+        if (pairs) {
+            expect_op(J, ":");
+            nl_push(J, &n->kw, parse_expr(J));
+        }
+    }
+    expect_op(J, close);
+}
+
 static node *parse_primary(jj *J)
 {
     tok *t = next(J);
@@ -998,24 +1014,12 @@ static node *parse_primary(jj *J)
         }
         if (is_op(t, "[")) {
             n = mknode(J, E_LIST, t->off);
-            while (!is_op(peek(J), "]")) {
-                if (n->args.n) expect_op(J, ",");
-                if (is_op(peek(J), "]")) break;
-                nl_push(J, &n->args, parse_expr(J));
-            }
-            expect_op(J, "]");
+            parse_items(J, n, "]", false);
             break;
         }
         if (is_op(t, "{")) {
             n = mknode(J, E_DICT, t->off);
-            while (!is_op(peek(J), "}")) {
-                if (n->args.n) expect_op(J, ",");
-                if (is_op(peek(J), "}")) break;
-                nl_push(J, &n->args, parse_expr(J));
-                expect_op(J, ":");
-                nl_push(J, &n->kw, parse_expr(J));
-            }
-            expect_op(J, "}");
+            parse_items(J, n, "}", true);
             break;
         }
         /* fallthrough */
