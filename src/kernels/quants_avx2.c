@@ -380,7 +380,10 @@ static inline void q4_0_packed_tokens(int64_t n, int nt, float *s, size_t s_stri
             for (int t = 0; t < nt; t++) {
                 int32_t y4;
                 memcpy(&y4, y[t][b].qs + 4 * g, 4);
-                s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(xg, _mm256_set1_epi32(y4)));
+                /* adds, not add: the sums never saturate (bound above), so the result is the
+                 * same, but gcc may not reassociate a saturating chain -- with add it built a
+                 * tree of all 32 products first and spilled them to the stack (0.7x) */
+                s16[t] = _mm256_adds_epi16(s16[t], _mm256_maddubs_epi16(xg, _mm256_set1_epi32(y4)));
             }
         }
         const __m256 dx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x[b].d));
@@ -466,8 +469,8 @@ static inline void q8_0_packed_tokens(int64_t n, int nt, float *s, size_t s_stri
                 int32_t y4;
                 memcpy(&y4, y[t][b].qs + 4 * g, 4);
                 const __m256i yb = _mm256_set1_epi32(y4);
-                lo[t] = _mm256_add_epi16(lo[t], _mm256_maddubs_epi16(xlo, yb));
-                hi[t] = _mm256_add_epi16(hi[t], _mm256_maddubs_epi16(xhi, yb));
+                lo[t] = _mm256_adds_epi16(lo[t], _mm256_maddubs_epi16(xlo, yb)); /* adds: see q4_0 */
+                hi[t] = _mm256_adds_epi16(hi[t], _mm256_maddubs_epi16(xhi, yb));
             }
         }
         const __m256 dx = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x[b].d));
