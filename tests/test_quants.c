@@ -707,14 +707,14 @@ static void test_dot4(void)
 
 /* Many-rows kernels (vec_dot_rows): each of nr rows gets exactly vec_dot's result, for lengths
  * around the eight-block step and around the widest row whose activation steps the kernel keeps
- * on the stack (512 blocks for q4_0; wider rows take another path), row counts that are not
+ * on the stack (1024 blocks for q4_0; wider rows take another path), row counts that are not
  * multiples of four, a padded stride, and nothing written past s[nr - 1]. */
 static void test_dot_rows(void)
 {
     const llm_kernels *simd = simd_kernels();
     if (!simd)
         SKIP("no AVX2 on this CPU: many-row dots not compared");
-    const int bcounts[] = {1, 7, 8, 9, 17, 64, 128, 511, 512, 513, 520, 529, 1041}, nrs[] = {1, 3, 4, 9};
+    const int bcounts[] = {1, 7, 8, 9, 17, 64, 128, 512, 1023, 1024, 1025, 1032, 1041}, nrs[] = {1, 3, 4, 9};
     const int maxb = 1041, maxr = 9;
     int covered = 0;
     for (size_t ti = 0; ti < N_WEIGHT_TYPES; ti++) {

@@ -229,80 +229,30 @@ void llm_vec_dot4_q4_0_avx2(int64_t n, float s[4], const void *w, size_t w_strid
 
 /* ---- q4_0, many rows per call: activation work once, rows in address order ----------------
  *
- * Why (in-process A/B against llm_vec_dot4_q4_0_avx2, 4096-column rows, thread CPU time for one
- * core): streaming q4_0 is bound by the work per block, not by how the weights are walked.
- * Rows one after another without software prefetch (the hardware prefetcher follows one
- * sequential stream) ran like the 4-row kernel's interleaved walk with its prefetches;
- * software prefetch 0.5-16 KiB ahead on top was no better (512 B ahead: 16-20% slower); the
- * interleaved walk without its prefetches ran at 0.3x (four streams 2304 B apart are more than
- * the hardware follows); a MADV_HUGEPAGE'd matrix was no faster. What did help is taking work
- * out of the loop, which a call over a whole chunk of rows allows:
- * - the activation side of a step (scales, 8 * sum(y) offsets: eight maddubs and a reduction
- *   tree) is done once per call instead of once per four rows: +15-17% in cache;
- * - with the activations laid out once per call as block pairs (low halves of blocks 2p and
- *   2p + 1 in one register, high halves in another), one load + insert brings two blocks'
- *   quants into one register, their low and high nibble products add up before any
- *   reduction, and the reduction tree sees four vectors instead of eight: +15% more.
- * The pair layout leaves the eight block sums in lanes [0 2 4 6 1 3 5 7]; the activation
- * scales and offsets are stored in that order, the weight scales gathered in it, and each
- * lane's float accumulation is then the same operations on the same values as vec_dot's lane
- * for that block, so permuting the accumulator back once per row gives vec_dot's result bit
- * for bit. The i16 sums stay exact: each pair-sum lane adds 4 products (<= 4 * 15 * 128), the
- * tree adds 4 of those (<= 30720). Rows of more than Q4_0_ROWS_SPAN steps (16384 columns) go
- * through the 4-row kernel: the prepared activations (320 B per step) live on the stack. */
-#define Q4_0_ROWS_SPAN 64
+ * What limits streaming q4_0 (in-process A/B against llm_vec_dot4_q4_0_avx2, 256 MiB matrix of
+ * 4096-column rows, 30-40 alternations, thread CPU time for one core, quiet machine):
+ * - How the weights are walked matters only through the hardware prefetcher. One sequential
+ *   stream (rows one after another) needs no software prefetch; two rows interleaved ran at
+ *   0.55x and the 4-row kernel's four interleaved rows at 0.3x without their software
+ *   prefetches (with them, as fast as one stream). Software prefetch on top of one stream
+ *   only costs: 512 B to 2 KiB ahead 0.80-0.88x, 4 KiB ahead 0.95x (one line per step: 1.0x).
+ * - TLB misses do not limit: a MADV_HUGEPAGE'd copy (THP confirmed) ran the same.
+ * - The work per block does: the 4-row kernel redoes the activation side of a step (its
+ *   scales and the 8 * sum(y) offsets: eight maddubs and a reduction tree) for every four
+ *   rows. Done once per call here: in cache (L2) 32.7 vs 24.4 GB/s,
+ *   streaming 1.16x on one core (25.3 vs 22.0 GB/s, probe 29.9) and on two (50.3 vs 43.6,
+ *   probe 57.2). Two blocks per register on top (activations laid out as block pairs, half the
+ *   reduction) measured the same on a quiet machine, so it was not kept.
+ *
+ * The activation steps of up to Q4_0_ROWS_SPAN eight-block steps sit on the stack (64 B each:
+ * 8 KiB for rows up to 32768 columns); wider rows go through the 4-row kernel. Every row gets
+ * exactly vec_dot's operations in vec_dot's order, so results are bit-identical to it. */
+#define Q4_0_ROWS_SPAN 128
 
 typedef struct q4_0_act_step {
-    __m256i ylo[4], yhi[4]; /* pair p: y[2p].qs[0..15] | y[2p+1].qs[0..15], then qs[16..31] */
-    __m256 dy;              /* activation scales, lanes in pair order [0 2 4 6 1 3 5 7] */
-    __m256i offset;         /* 8 * sum(y) of each block, i32, same lane order */
+    __m256 dy;      /* the eight activation scales */
+    __m256i offset; /* 8 * sum(y) of the eight blocks, i32 */
 } q4_0_act_step;
-
-static inline __m256i load_2x128(const void *lo, const void *hi)
-{
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)lo)),
-                                   _mm_loadu_si128((const __m128i *)hi), 1);
-}
-
-/* Eight q4_0 weight scales in pair order: lane j < 4 is block 2j, lane 4 + j block 2j + 1. As
- * scales8 does it: block k's scale is at byte 18k, read at slot j of an 8-byte load 2j earlier. */
-static inline __m256 scales8_q4_0_pairs(const block_q4_0 *x)
-{
-    const uint8_t *p = (const uint8_t *)x;
-    uint64_t lo = 0, hi = 0;
-    #pragma GCC unroll 4
-    for (int j = 0; j < 4; j++) {
-        uint64_t a, b;
-        memcpy(&a, p + 18 * (2 * j) - 2 * j, 8);
-        memcpy(&b, p + 18 * (2 * j + 1) - 2 * j, 8);
-        lo |= a & (0xFFFFull << (16 * j));
-        hi |= b & (0xFFFFull << (16 * j));
-    }
-    return _mm256_cvtph_ps(_mm_insert_epi64(_mm_cvtsi64_si128((long long)lo), (long long)hi, 1));
-}
-
-/* Blocks 2p and 2p + 1 of a step: 16 i16 pair sums, low 128 bits block 2p, high 2p + 1. */
-static inline __m256i q4_0_pair_u(const block_q4_0 *x, const q4_0_act_step *a, int p)
-{
-    const __m256i m4 = _mm256_set1_epi8(0xF);
-    const __m256i q = load_2x128(x[2 * p].qs, x[2 * p + 1].qs);
-    const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-    return _mm256_add_epi16(_mm256_maddubs_epi16(lo, a->ylo[p]), _mm256_maddubs_epi16(hi, a->yhi[p]));
-}
-
-static void q4_0_prepare_steps(const block_q8_0 *y, int64_t steps, q4_0_act_step *a)
-{
-    const __m256i to_pairs = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7); /* lane l takes block to_pairs[l] */
-    for (int64_t st = 0; st < steps; st++) {
-        const block_q8_0 *yb = &y[8 * st];
-        for (int p = 0; p < 4; p++) {
-            a[st].ylo[p] = load_2x128(yb[2 * p].qs, yb[2 * p + 1].qs);
-            a[st].yhi[p] = load_2x128(yb[2 * p].qs + 16, yb[2 * p + 1].qs + 16);
-        }
-        a[st].dy = _mm256_permutevar8x32_ps(scales8(yb, sizeof *yb), to_pairs);
-        a[st].offset = _mm256_permutevar8x32_epi32(q4_0_offsets8(yb), to_pairs);
-    }
-}
 
 void llm_vec_dot_rows_q4_0_avx2(int64_t n, int64_t nr, float *s, const void *w, size_t w_stride, const void *act)
 {
@@ -317,20 +267,18 @@ void llm_vec_dot_rows_q4_0_avx2(int64_t n, int64_t nr, float *s, const void *w, 
         return;
     }
     q4_0_act_step a[Q4_0_ROWS_SPAN];
-    q4_0_prepare_steps(y, steps, a);
-    const __m256i to_blocks = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7); /* block k sits in lane to_blocks[k] */
+    for (int64_t st = 0; st < steps; st++) {
+        a[st].dy = scales8(&y[8 * st], sizeof *y);
+        a[st].offset = q4_0_offsets8(&y[8 * st]);
+    }
     for (int64_t r = 0; r < nr; r++) {
         const block_q4_0 *x = (const block_q4_0 *)((const uint8_t *)w + (size_t)r * w_stride);
         __m256 acc = _mm256_setzero_ps();
         for (int64_t st = 0; st < steps; st++) {
-            const block_q4_0 *xb = &x[8 * st];
-            const q4_0_act_step *as = &a[st];
-            const __m256i lanes = sum_i16_pairs(pairs_i64(pairs_i32(q4_0_pair_u(xb, as, 0), q4_0_pair_u(xb, as, 1)),
-                                                          pairs_i32(q4_0_pair_u(xb, as, 2), q4_0_pair_u(xb, as, 3))));
-            const __m256 d = _mm256_mul_ps(scales8_q4_0_pairs(xb), as->dy);
-            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(lanes, as->offset)), acc);
+            __m256 d = _mm256_mul_ps(scales8(&x[8 * st], sizeof *x), a[st].dy);
+            acc = q4_0_step(&x[8 * st], &y[8 * st], a[st].offset, d, acc);
         }
-        s[r] = hsum_ps(q4_0_tail(x, y, 8 * steps, nb, _mm256_permutevar8x32_ps(acc, to_blocks)));
+        s[r] = hsum_ps(q4_0_tail(x, y, 8 * steps, nb, acc));
     }
 }
 
