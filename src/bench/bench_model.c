@@ -165,8 +165,11 @@ static void calibrate_fit(const llm_model *m, const bench_args *a, double tg_tps
     llm_machine mc;
     bool cached;
     llm_machine_this(&mc, &cached);
-    double old_factor = mc.forward_factor;
+    const int main_type = llm_fit_main_type(&m->gguf);
+    double old_factor = main_type >= 0 && mc.forward_by_type[main_type] > 0 ? mc.forward_by_type[main_type]
+                                                                              : mc.forward_factor;
     mc.forward_factor = 0;
+    memset(mc.forward_by_type, 0, sizeof mc.forward_by_type);
     llm_fit_opts fo = {.n_ctx = a->pp + a->tg + 8, .n_threads = a->threads};
     llm_fit f;
     llm_err err;
@@ -180,7 +183,7 @@ static void calibrate_fit(const llm_model *m, const bench_args *a, double tg_tps
     if (!json && old_factor > 0)
         printf("           %.2f tokens/s (%+.0f%% vs measured); factor updated\n", f.tok_s_resident * old_factor,
                100.0 * (f.tok_s_resident * old_factor / tg_tps - 1));
-    llm_machine_save_forward_factor(factor, &err);
+    llm_machine_save_forward_factor(factor, main_type, &err);
 }
 
 int cmd_bench_model(int argc, char **argv)

@@ -33,6 +33,8 @@ typedef struct llm_machine {
     bool measured;           /* figures measured on this machine rather than from a table */
     double forward_factor;   /* whole forward pass vs its matrix x vector kernels alone (attention,
                               * norms, synchronisation), measured by `llmap bench MODEL`; 0 = 1 */
+    float forward_by_type[LLM_TYPE_COUNT]; /* the same for models whose weights are mostly of one type
+                                            * (the last bench of such a model); 0 = forward_factor */
     float eff_by_type[LLM_TYPE_COUNT]; /* matrix x vector share of bandwidth per weight type, 0 = unknown
                                         * (measured by `llmap bench kernels`; else `efficiency`) */
     const char *source;      /* where the table's figures come from */
@@ -47,7 +49,10 @@ void llm_machine_this(llm_machine *m, bool *from_cache);
 /* Stores measured figures (by `llmap bench`) for later `fit` runs, merged into the profile:
  * fields <= 0 and types with ratio 0 are left as they were. */
 int llm_machine_save(double bw_bytes_s, double efficiency, double disk_bytes_s, llm_err *err);
-int llm_machine_save_forward_factor(double factor, llm_err *err);
+/* Saves the factor as the general one and as the one of models mostly of main_type (< 0: none). */
+int llm_machine_save_forward_factor(double factor, int main_type, llm_err *err);
+/* The weight type holding most of a model's matrix bytes (-1 when it has none). */
+int llm_fit_main_type(const gguf_file *f);
 int llm_machine_save_kernels(double bw_bytes_s, const float ratio_by_type[LLM_TYPE_COUNT], llm_err *err);
 
 typedef enum llm_fit_verdict {

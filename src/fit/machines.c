@@ -138,6 +138,13 @@ static int load_profile(llm_machine *m)
             if (t >= 0 && cJSON_IsNumber(e) && e->valuedouble > 0.01 && e->valuedouble < 2)
                 m->eff_by_type[t] = (float)e->valuedouble;
         }
+        const cJSON *ft = cJSON_GetObjectItem(o, "forward_factor_by_type");
+        cJSON_ArrayForEach(e, ft)
+        {
+            int t = llm_type_from_name(e->string);
+            if (t >= 0 && cJSON_IsNumber(e) && e->valuedouble > 0.1 && e->valuedouble <= 1.5)
+                m->forward_by_type[t] = (float)e->valuedouble;
+        }
         rc = 0;
     }
     cJSON_Delete(o);
@@ -192,11 +199,24 @@ int llm_machine_save(double bw_bytes_s, double efficiency, double disk_bytes_s, 
     return rc;
 }
 
-int llm_machine_save_forward_factor(double factor, llm_err *err)
+/* The object under key in o, made (or remade, if it was something else) when missing. */
+static cJSON *object_item(cJSON *o, const char *key)
+{
+    cJSON *it = cJSON_GetObjectItem(o, key);
+    if (!cJSON_IsObject(it)) {
+        cJSON_DeleteItemFromObject(o, key);
+        it = cJSON_AddObjectToObject(o, key);
+    }
+    return it;
+}
+
+int llm_machine_save_forward_factor(double factor, int main_type, llm_err *err)
 {
     char *path = profile_path();
     cJSON *o = read_profile_json(path);
     set_number(o, "forward_factor", factor);
+    if (main_type >= 0 && main_type < LLM_TYPE_COUNT)
+        set_number(object_item(o, "forward_factor_by_type"), llm_type_name((uint32_t)main_type), factor);
     int rc = write_profile(o, path, err);
     cJSON_Delete(o);
     free(path);
@@ -208,11 +228,7 @@ int llm_machine_save_kernels(double bw_bytes_s, const float ratio_by_type[LLM_TY
     char *path = profile_path();
     cJSON *o = read_profile_json(path);
     set_number(o, "mem_bw_bytes_s", bw_bytes_s);
-    cJSON *bt = cJSON_GetObjectItem(o, "efficiency_by_type");
-    if (!cJSON_IsObject(bt)) {
-        cJSON_DeleteItemFromObject(o, "efficiency_by_type");
-        bt = cJSON_AddObjectToObject(o, "efficiency_by_type");
-    }
+    cJSON *bt = object_item(o, "efficiency_by_type");
     for (int t = 0; t < LLM_TYPE_COUNT; t++)
         if (ratio_by_type[t] > 0)
             set_number(bt, llm_type_name((uint32_t)t), ratio_by_type[t]);

@@ -68,6 +68,20 @@ check '[ "$ff" = 0.5 ] && grep -q "not calibrated" "$tmp/b"' "a 4-token bench le
 "$BIN" bench "$SHARED/models/tiny-llama-q8_0.gguf" --pp 8 --tg 32 --threads 1 >"$tmp/b" 2>&1
 ff=$(json_field "['forward_factor']" <"$XDG_CACHE_HOME/llmap/machine.json")
 check '[ "$ff" != 0.5 ] && grep -q "factor updated" "$tmp/b"' "a 32-token bench updates it (now $ff)"
+ft=$(json_field "['forward_factor_by_type']['q8_0']" <"$XDG_CACHE_HOME/llmap/machine.json")
+check '[ "$ft" = "$ff" ]' "... and keeps it as the factor of models mostly in q8_0 (now $ft)"
+
+# The factor of the model's main weight type, when one was measured, wins over the general one;
+# a factor measured for another type leaves the prediction alone.
+q8=$SHARED/models/tiny-llama-q8_0.gguf
+echo '{"mem_bw_bytes_s": 2e10, "efficiency": 0.8, "forward_factor": 0.5}' >"$XDG_CACHE_HOME/llmap/machine.json"
+general=$("$BIN" fit "$q8" --json | json_field "['resident_tokens_per_second']")
+general4=$("$BIN" fit "$q4" --json | json_field "['resident_tokens_per_second']")
+echo '{"mem_bw_bytes_s": 2e10, "efficiency": 0.8, "forward_factor": 0.5, "forward_factor_by_type": {"q8_0": 0.25}}' >"$XDG_CACHE_HOME/llmap/machine.json"
+typed=$("$BIN" fit "$q8" --json | json_field "['resident_tokens_per_second']")
+typed4=$("$BIN" fit "$q4" --json | json_field "['resident_tokens_per_second']")
+check 'python3 -c "import sys; r=$general/$typed; sys.exit(0 if 1.99 < r < 2.01 else 1)"' "q8_0 model, factor 0.5 general vs 0.25 for q8_0: predicted $general vs $typed tokens/s"
+check '[ "$general4" = "$typed4" ]' "the q4_0 model ignores the q8_0 factor ($general4 vs $typed4 tokens/s)"
 echo '{"mem_bw_bytes_s": 2e10, "efficiency": 0.8, "disk_bytes_s": 1e9}' >"$XDG_CACHE_HOME/llmap/machine.json"
 
 # ---- predicted vs measured peak RSS --------------------------------------------------------------
