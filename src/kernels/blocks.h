@@ -79,6 +79,17 @@ typedef struct {
     uint8_t hi[8][8][4];
 } block_q8_0x8;
 
+/* Super-block b of eight q4_K rows packed for batches (packed_k_avx2.c): the scales of row r
+ * in d[r], dmin[r]; sub-block j's 6-bit scale of row r in sc[j][2r] and sc[j][2r + 1], the
+ * mins of sub-blocks 2p and 2p + 1 of row r in m[p][2r] and m[p][2r + 1]; quant k of group g of
+ * sub-block j of row r (element 32j + 4g + k, 0..15) in qs[j][g][r][k]. */
+typedef struct {
+    llm_half d[8], dmin[8];
+    int16_t sc[8][16];
+    int16_t m[4][16];
+    uint8_t qs[8][8][8][4];
+} block_q4_Kx8;
+
 /* Activation format for q4_1/q5_1: s = d * sum(qs) carries the offset term. */
 typedef struct {
     llm_half d, s;
@@ -135,6 +146,7 @@ typedef struct {
 static_assert(sizeof(block_q4_0) == 18, "q4_0 block size");
 static_assert(sizeof(block_q4_0x8) == 272, "packed q4_0 block size");
 static_assert(sizeof(block_q8_0x8) == 528, "packed q8_0 block size");
+static_assert(sizeof(block_q4_Kx8) == 2464, "packed q4_K block size");
 static_assert(sizeof(block_q4_1) == 20, "q4_1 block size");
 static_assert(sizeof(block_q5_0) == 22, "q5_0 block size");
 static_assert(sizeof(block_q5_1) == 24, "q5_1 block size");
@@ -226,6 +238,9 @@ void llm_vec_dot8_packed_q4_0_avx2(int64_t n, int n_act, float *s, size_t s_stri
                                    size_t act_stride, const int32_t *act_sums);
 void llm_pack8_q8_0_avx2(const void *w, size_t w_stride, void *dst, int64_t n);
 void llm_vec_dot8_packed_q8_0_avx2(int64_t n, int n_act, float *s, size_t s_stride, const void *packed, const void *act,
+                                   size_t act_stride, const int32_t *act_sums);
+void llm_pack8_q4_K_avx2(const void *w, size_t w_stride, void *dst, int64_t n);
+void llm_vec_dot8_packed_q4_K_avx2(int64_t n, int n_act, float *s, size_t s_stride, const void *packed, const void *act,
                                    size_t act_stride, const int32_t *act_sums);
 void llm_vec_dot_q4_1_avx2(int64_t n, float *s, const void *w, const void *act);
 void llm_vec_dot_q5_0_avx2(int64_t n, float *s, const void *w, const void *act);

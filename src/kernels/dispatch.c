@@ -78,6 +78,8 @@ size_t llm_packed8_size(llm_type t, int64_t n)
         return (size_t)(n / QK4_0) * sizeof(block_q4_0x8);
     case LLM_Q8_0:
         return (size_t)(n / QK8_0) * sizeof(block_q8_0x8);
+    case LLM_Q4_K:
+        return (size_t)(n / QK_K) * sizeof(block_q4_Kx8);
     default:
         return 0;
     }
@@ -166,8 +168,9 @@ static const llm_kernels AVX2 = {
     .vec_dot4 = {[LLM_Q4_0] = llm_vec_dot4_q4_0_avx2,
                  [LLM_Q8_0] = llm_vec_dot4_q8_0_avx2,
                  [LLM_Q4_K] = llm_vec_dot4_q4_K_avx2},
-    .pack8 = {[LLM_Q4_0] = llm_pack8_q4_0_avx2, [LLM_Q8_0] = llm_pack8_q8_0_avx2},
-    .vec_dot8_packed = {[LLM_Q4_0] = llm_vec_dot8_packed_q4_0_avx2, [LLM_Q8_0] = llm_vec_dot8_packed_q8_0_avx2},
+    .pack8 = {[LLM_Q4_0] = llm_pack8_q4_0_avx2, [LLM_Q8_0] = llm_pack8_q8_0_avx2, [LLM_Q4_K] = llm_pack8_q4_K_avx2},
+    .vec_dot8_packed = {[LLM_Q4_0] = llm_vec_dot8_packed_q4_0_avx2, [LLM_Q8_0] = llm_vec_dot8_packed_q8_0_avx2,
+                        [LLM_Q4_K] = llm_vec_dot8_packed_q4_K_avx2},
     .vec_dot_rows = {[LLM_Q4_0] = llm_vec_dot_rows_q4_0_avx2},
 };
 

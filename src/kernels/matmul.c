@@ -38,6 +38,7 @@
 #define MM_CHUNK_BYTES_MIN (16u << 10)    /* smallest chunk worth an atomic hand-out */
 #define MM_CHUNKS_PER_THREAD 8            /* for balance when a core is shared */
 #define MM_PACK_MIN_TOKENS 4              /* packing a chunk once pays off from a few tokens on */
+#define MM_PACK_MIN_TOKENS_K 16           /* q4_K: its packing costs more (scales; measured break-even ~13) */
 
 typedef struct mm_job {
     const llm_matrix *W;
@@ -124,8 +125,9 @@ static void pack_state_init(const mm_job *j, int ith, pack_state *ps)
     uint8_t *buf = llm_pool_scratch(j->pool, ith, sums + (size_t)groups * j->pack_size);
     ps->act_sums = (int32_t *)buf;
     ps->packed = buf + sums;
-    for (int64_t t = 0; t < j->n_tok; t++)
-        llm_act_block_sums(j->act + (size_t)t * j->act_row, j->W->cols, ps->act_sums + t * nb);
+    if (llm_vec_dot_type(j->W->type) == LLM_Q8_0) /* q8_K rows carry their own block sums */
+        for (int64_t t = 0; t < j->n_tok; t++)
+            llm_act_block_sums(j->act + (size_t)t * j->act_row, j->W->cols, ps->act_sums + t * nb);
 }
 
 /* Rows r0..r1 (a multiple of 8, below packed_rows) of a batch: packed once, then every token
@@ -214,7 +216,8 @@ void llm_matmul(llm_pool *pool, const llm_kernels *k, const llm_matrix *W, const
     mm_job j = {.W = W, .x = x, .n_tok = n_tok, .y = y, .dot = pick_dot(k, W->type),
                 .dot4 = k->vec_dot[W->type] ? k->vec_dot4[W->type] : NULL,
                 .w_row = llm_row_size(W->type, W->cols), .pool = pool};
-    if (pool && n_tok >= MM_PACK_MIN_TOKENS && k->vec_dot[W->type] && k->pack8[W->type] &&
+    const int64_t pack_min = W->type == LLM_Q4_K ? MM_PACK_MIN_TOKENS_K : MM_PACK_MIN_TOKENS;
+    if (pool && n_tok >= pack_min && k->vec_dot[W->type] && k->pack8[W->type] &&
         k->vec_dot8_packed[W->type] && W->rows >= 8) {
         j.pack8 = k->pack8[W->type];
         j.dot8_packed = k->vec_dot8_packed[W->type];
