@@ -38,7 +38,6 @@
 #define MM_CHUNK_BYTES_MIN (16u << 10)    /* smallest chunk worth an atomic hand-out */
 #define MM_CHUNKS_PER_THREAD 8            /* for balance when a core is shared */
 #define MM_PACK_MIN_TOKENS 4              /* packing a chunk once pays off from a few tokens on */
-#define MM_PACK_MIN_TOKENS_K 16           /* q4_K: its packing costs more (scales; measured break-even ~13) */
 
 typedef struct mm_job {
     const llm_matrix *W;
@@ -216,8 +215,7 @@ void llm_matmul(llm_pool *pool, const llm_kernels *k, const llm_matrix *W, const
     mm_job j = {.W = W, .x = x, .n_tok = n_tok, .y = y, .dot = pick_dot(k, W->type),
                 .dot4 = k->vec_dot[W->type] ? k->vec_dot4[W->type] : NULL,
                 .w_row = llm_row_size(W->type, W->cols), .pool = pool};
-    const int64_t pack_min = W->type == LLM_Q4_K ? MM_PACK_MIN_TOKENS_K : MM_PACK_MIN_TOKENS;
-    if (pool && n_tok >= pack_min && k->vec_dot[W->type] && k->pack8[W->type] &&
+    if (pool && n_tok >= MM_PACK_MIN_TOKENS && k->vec_dot[W->type] && k->pack8[W->type] &&
         k->vec_dot8_packed[W->type] && W->rows >= 8) {
         j.pack8 = k->pack8[W->type];
         j.dot8_packed = k->vec_dot8_packed[W->type];

@@ -8,6 +8,11 @@
  * token. What q4_K adds is a 6-bit scale and min per 32-element sub-block, applied in integers
  * by one madd per sub-block (scales) and one per two sub-blocks (mins against the activation's
  * block sums), so each super-block's sums are exact before one FMA per term scales them.
+ *
+ * Packing q4_K costs more than q4_0 (the scales): one core, 256 x 4096 weights, measured 64
+ * tokens 1.6x faster than vec_dot4 per token, 9 tokens about even, 5 tokens 1.5x slower. It
+ * still packs from the same 4 tokens as the other types, so that how a prompt is cut into
+ * batches of 4 or more does not change its results (test_model checks batches of 5).
  */
 #include "kernels/simd_avx2.h"
 
