@@ -165,7 +165,7 @@ static void calibrate_fit(const llm_model *m, const bench_args *a, double tg_tps
     llm_machine mc;
     bool cached;
     llm_machine_this(&mc, &cached);
-    const int main_type = llm_fit_main_type(&m->gguf);
+    const int main_type = gguf_dominant_type(&m->gguf);
     double old_factor = main_type >= 0 && mc.forward_by_type[main_type] > 0 ? mc.forward_by_type[main_type]
                                                                               : mc.forward_factor;
     mc.forward_factor = 0;

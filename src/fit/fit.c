@@ -127,26 +127,13 @@ static double token_seconds(const gguf_file *f, const llm_machine *mc)
         double eff = mc->eff_by_type[x->type] > 0 ? mc->eff_by_type[x->type] : mc->efficiency;
         t += bytes / (mc->bw_bytes_s * eff);
     }
-    const int main_type = llm_fit_main_type(f);
+    /* How close a forward pass comes to its kernels depends on the weight type (measured here
+     * on the 1.1B models: Q4_0 0.65, Q8_0 0.71, Q4_K_M 0.75; one factor for all mispredicted
+     * Q4_0 by +24%), so the factor of the model's main type wins when one was measured. */
+    const int main_type = gguf_dominant_type(f);
     const double factor = main_type >= 0 && mc->forward_by_type[main_type] > 0 ? mc->forward_by_type[main_type]
                                                                                 : mc->forward_factor;
     return factor > 0 ? t / factor : t;
-}
-
-/* How close a forward pass comes to its kernels depends on the weight type (measured here on
- * the 1.1B models: Q4_0 0.65, Q8_0 0.71, Q4_K_M 0.75; one factor for all mispredicted Q4_0 by
- * +24%), so the factor is kept per main type. */
-int llm_fit_main_type(const gguf_file *f)
-{
-    uint64_t bytes[LLM_TYPE_COUNT] = {0};
-    for (uint64_t i = 0; i < f->n_tensors; i++)
-        if (f->tensors[i].n_dims >= 2 && f->tensors[i].type < LLM_TYPE_COUNT)
-            bytes[f->tensors[i].type] += f->tensors[i].size;
-    int best = -1;
-    for (int t = 0; t < LLM_TYPE_COUNT; t++)
-        if (bytes[t] && (best < 0 || bytes[t] > bytes[best]))
-            best = t;
-    return best;
 }
 
 static void predict(llm_fit *r, const gguf_file *f, const llm_machine *mc, uint64_t file_bytes)

@@ -49,10 +49,9 @@ void llm_machine_this(llm_machine *m, bool *from_cache);
 /* Stores measured figures (by `llmap bench`) for later `fit` runs, merged into the profile:
  * fields <= 0 and types with ratio 0 are left as they were. */
 int llm_machine_save(double bw_bytes_s, double efficiency, double disk_bytes_s, llm_err *err);
-/* Saves the factor as the general one and as the one of models mostly of main_type (< 0: none). */
+/* Saves the factor as the general one and as the one of models mostly of main_type
+ * (gguf_dominant_type; < 0: none). */
 int llm_machine_save_forward_factor(double factor, int main_type, llm_err *err);
-/* The weight type holding most of a model's matrix bytes (-1 when it has none). */
-int llm_fit_main_type(const gguf_file *f);
 int llm_machine_save_kernels(double bw_bytes_s, const float ratio_by_type[LLM_TYPE_COUNT], llm_err *err);
 
 typedef enum llm_fit_verdict {

@@ -70,8 +70,7 @@ const char *llm_file_type_name(uint32_t ft)
     return ft < sizeof names / sizeof *names ? names[ft] : NULL;
 }
 
-/* The tensor type with the most bytes: what "mostly Qx" in a file type means. -1 without tensors. */
-static int dominant_type(const gguf_file *f)
+int gguf_dominant_type(const gguf_file *f)
 {
     uint64_t bytes[LLM_TYPE_COUNT] = {0};
     for (uint64_t i = 0; i < f->n_tensors; i++)
@@ -90,7 +89,7 @@ char *gguf_quant_name(const gguf_file *f)
     const char *name = gguf_get_u32(f, "general.file_type", &ft, NULL) == 0 ? llm_file_type_name(ft) : NULL;
     if (name)
         return llm_xstrdup(name);
-    int t = dominant_type(f);
+    int t = gguf_dominant_type(f);
     if (t < 0)
         return llm_xstrdup("none");
     char *s = llm_xstrdup(llm_type_name((uint32_t)t));

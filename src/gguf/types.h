@@ -57,5 +57,7 @@ struct gguf_file;
  * general.file_type, else (key missing or value unnamed) the tensor type holding the most
  * bytes in upper case ("Q8_0"), else "none" for a file without tensors. A malloc'd copy. */
 char *gguf_quant_name(const struct gguf_file *f);
+/* The tensor type holding the most bytes of the file ("mostly Qx"); -1 without tensors. */
+int gguf_dominant_type(const struct gguf_file *f);
 
 #endif
