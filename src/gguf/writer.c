@@ -205,14 +205,8 @@ typedef struct out_file {
 
 static int out_flush(out_file *o, llm_err *err)
 {
-    for (size_t done = 0; done < o->len;) {
-        ssize_t n = write(o->fd, o->buf + done, o->len - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return llm_errf(err, "%s: write failed: %s", o->path, n < 0 ? strerror(errno) : "no progress");
-        done += (size_t)n;
-    }
+    if (llm_pwrite_all(o->fd, o->buf, o->len, o->pos))
+        return llm_errf(err, "%s: write failed: %s", o->path, strerror(errno));
     o->pos += o->len;
     o->len = 0;
     return 0;

@@ -33,22 +33,6 @@ int llm_fsync_dir(const char *dir, llm_err *err)
     return 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 int llm_write_atomic(const char *path, const void *data, size_t len, llm_err *err)
 {
     char dir[4096], tmp[4200];
@@ -65,7 +49,7 @@ int llm_write_atomic(const char *path, const void *data, size_t len, llm_err *er
     if (fd < 0)
         return llm_errf(err, "%s: cannot create temporary file: %s", dir, strerror(errno));
     /* mkstemp creates 0600; manifests are meant to be readable like any data file. */
-    if (fchmod(fd, 0644) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+    if (fchmod(fd, 0644) != 0 || llm_pwrite_all(fd, data, len, 0) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd);
         unlink(tmp);

@@ -314,15 +314,9 @@ static void keep_validator(const file_sink *f)
 
 static int sink_flush(file_sink *f)
 {
-    for (size_t done = 0; done < f->buf_len;) {
-        ssize_t w = pwrite(f->fd, f->buf + done, f->buf_len - done, (off_t)(f->flushed + done));
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            f->write_error = w < 0 ? errno : EIO;
-            return -1;
-        }
-        done += (size_t)w;
+    if (llm_pwrite_all(f->fd, f->buf, f->buf_len, f->flushed)) {
+        f->write_error = errno;
+        return -1;
     }
     f->flushed += f->buf_len;
     f->buf_len = 0;

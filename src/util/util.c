@@ -1,10 +1,12 @@
 /* util — shared helpers: errors, checked allocation, byte buffers, clock, byte counts. */
 #include "util/util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int llm_errf(llm_err *err, const char *fmt, ...)
 {
@@ -146,4 +148,21 @@ void llm_rng_seed(llm_rng *r, uint64_t seed)
 double llm_rng_uniform(llm_rng *r)
 {
     return (double)(llm_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+int llm_pwrite_all(int fd, const void *p, size_t n, uint64_t off)
+{
+    const uint8_t *src = p;
+    for (size_t done = 0; done < n;) {
+        ssize_t w = pwrite(fd, src + done, n - done, (off_t)(off + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    return 0;
 }

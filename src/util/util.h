@@ -45,6 +45,10 @@ const char *llm_buf_cstr(llm_buf *b);
 void llm_buf_append_file(llm_buf *b, FILE *f);
 void llm_buf_free(llm_buf *b);
 
+/* Writes all n bytes at file offset off, retrying interrupted and short writes: 0, or -1 with
+ * errno (EIO when the file takes no more). */
+int llm_pwrite_all(int fd, const void *p, size_t n, uint64_t off);
+
 /* Seconds from a monotonic clock. */
 double llm_now(void);
 
