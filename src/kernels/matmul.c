@@ -260,35 +260,47 @@ void llm_matmul(llm_pool *pool, const llm_kernels *k, const llm_matrix *W, const
  * output is still vec_dot / vec_dot4 / vec_dot_rows on its own row, so results are bit-identical to one
  * llm_matmul per matrix, whatever the thread count. */
 
-/* One matrix of the job and its place in the job's list of chunks. */
+/* One matrix of the job and its place in the job's list of units. */
 typedef struct mv_part {
     const llm_matrix *W;
     llm_vec_dot_fn dot;
     llm_vec_dot4_fn dot4;
-    llm_vec_dot_rows_fn dot_rows; /* when the backend has it: the whole chunk in one call */
+    llm_vec_dot_rows_fn dot_rows; /* when the backend has it: a whole piece in one call */
     const uint8_t *act;
     float *y;
     size_t w_row;
-    int64_t chunk_rows, first_chunk;
+    int64_t unit_rows, first_unit;
 } mv_part;
+
+/* Work split for one token. The job's rows (its parts one after another) are cut into units of
+ * about MV_UNIT_BYTES, and each slot owns a contiguous range of units, which it walks front to
+ * back in pieces of a quarter of what is left: one sequential stream per thread and job, which
+ * the hardware prefetcher follows, and few hand-outs. A slot that is done takes single units
+ * from the back of another slot's range, so a thread held up by another process is shared out
+ * and the tail where one thread waits for the other is about one unit (under a microsecond).
+ * Front and back of a range live in one atomic word claimed by compare-and-swap, so a unit is
+ * taken exactly once. Against chunks of 1/16 of the job from one shared counter (alternated in
+ * one process, 1.1B Q4_0, 8 pairs of 32 tokens): Q/K/V 28.8 -> 30.0 GB/s, wo 28.4 -> 29.8,
+ * the large matrices unchanged, all matrix products +1%. */
+#define MV_UNIT_BYTES (16u << 10)
+#define MV_MAX_RANGES 64
+
+typedef struct mv_range {
+    _Alignas(64) atomic_ullong front_back; /* front unit (low 32 bits), end unit (high 32 bits) */
+} mv_range;
 
 typedef struct mv_job {
     mv_part part[LLM_MATMUL_MULTI_MAX];
-    int n_part;
-    int64_t n_chunks;
-    atomic_llong next_chunk;
+    int n_part, n_ranges;
+    int64_t n_units;
+    mv_range range[MV_MAX_RANGES];
 } mv_job;
 
-static void mv_chunk(const mv_job *j, int64_t c)
+/* Rows [r, r1) of one part. */
+static void mv_rows(const mv_part *p, int64_t r, int64_t r1)
 {
-    int i = 0;
-    while (i + 1 < j->n_part && c >= j->part[i + 1].first_chunk)
-        i++;
-    const mv_part *p = &j->part[i];
     const int64_t cols = p->W->cols;
     const uint8_t *w = (const uint8_t *)p->W->data;
-    int64_t r = (c - p->first_chunk) * p->chunk_rows;
-    const int64_t r1 = r + p->chunk_rows < p->W->rows ? r + p->chunk_rows : p->W->rows;
     if (p->dot_rows) {
         p->dot_rows(cols, r1 - r, &p->y[r], w + (size_t)r * p->w_row, p->w_row, p->act);
         return;
@@ -300,12 +312,88 @@ static void mv_chunk(const mv_job *j, int64_t c)
         p->dot(cols, &p->y[r], w + (size_t)r * p->w_row, p->act);
 }
 
+/* Units [u, u1), which may span parts. */
+static void mv_units(const mv_job *j, int64_t u, int64_t u1)
+{
+    int i = 0;
+    while (u < u1) {
+        while (i + 1 < j->n_part && u >= j->part[i + 1].first_unit)
+            i++;
+        const mv_part *p = &j->part[i];
+        const int64_t end = i + 1 < j->n_part && j->part[i + 1].first_unit < u1 ? j->part[i + 1].first_unit : u1;
+        const int64_t r = (u - p->first_unit) * p->unit_rows, r1 = (end - p->first_unit) * p->unit_rows;
+        mv_rows(p, r, r1 < p->W->rows ? r1 : p->W->rows);
+        u = end;
+    }
+}
+
+/* The owner takes a quarter of what is left of its range (at least one unit) from the front;
+ * large pieces early, single units at the end. Returns the count taken, 0 when empty. */
+static int64_t take_front(mv_range *rg, int64_t *u)
+{
+    unsigned long long v = atomic_load_explicit(&rg->front_back, memory_order_relaxed);
+    for (;;) {
+        const uint32_t f = (uint32_t)v, b = (uint32_t)(v >> 32);
+        if (f >= b)
+            return 0;
+        const uint32_t n = (b - f) / 4 ? (b - f) / 4 : 1;
+        if (atomic_compare_exchange_weak_explicit(&rg->front_back, &v, v + n, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            *u = f;
+            return n;
+        }
+    }
+}
+
+/* Another slot takes single units from the back. */
+static int64_t take_back(mv_range *rg, int64_t *u)
+{
+    unsigned long long v = atomic_load_explicit(&rg->front_back, memory_order_relaxed);
+    for (;;) {
+        const uint32_t f = (uint32_t)v, b = (uint32_t)(v >> 32);
+        if (f >= b)
+            return 0;
+        if (atomic_compare_exchange_weak_explicit(&rg->front_back, &v, v - (1ull << 32), memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            *u = b - 1;
+            return 1;
+        }
+    }
+}
+
 static void mv_worker(void *ctx, int ith, int nth)
 {
     mv_job *j = ctx;
-    for (int64_t c = ith; c < j->n_chunks; c = atomic_fetch_add_explicit(&j->next_chunk, 1, memory_order_relaxed))
-        mv_chunk(j, c);
+    int64_t u, n;
+    if (ith < j->n_ranges)
+        while ((n = take_front(&j->range[ith], &u)) > 0)
+            mv_units(j, u, u + n);
+    for (int o = 1; o <= j->n_ranges; o++) {
+        mv_range *rg = &j->range[(ith + o) % j->n_ranges];
+        while ((n = take_back(rg, &u)) > 0)
+            mv_units(j, u, u + n);
+    }
     (void)nth;
+}
+
+/* Units of about the same bytes in every part, rows in multiples of four for the 4-row
+ * kernels; each slot owns an equal share of them. */
+static void mv_split(mv_job *j, int nth)
+{
+    j->n_units = 0;
+    for (int i = 0; i < j->n_part; i++) {
+        mv_part *p = &j->part[i];
+        int64_t rows = (int64_t)(MV_UNIT_BYTES / p->w_row);
+        rows = rows < 4 ? 4 : rows / 4 * 4;
+        p->unit_rows = rows;
+        p->first_unit = j->n_units;
+        j->n_units += (p->W->rows + rows - 1) / rows;
+    }
+    j->n_ranges = nth < MV_MAX_RANGES ? nth : MV_MAX_RANGES;
+    for (int t = 0; t < j->n_ranges; t++) {
+        const uint64_t f = (uint64_t)(j->n_units * t / j->n_ranges), b = (uint64_t)(j->n_units * (t + 1) / j->n_ranges);
+        atomic_init(&j->range[t].front_back, f | b << 32);
+    }
 }
 
 size_t llm_matmul_multi_scratch(int n, const llm_matrix *const W[], int64_t n_tok)
@@ -349,7 +437,7 @@ void llm_matmul_multi(llm_pool *pool, const llm_kernels *k, int n, const llm_mat
     }
     const int nth = llm_pool_threads(pool);
     mv_job j = {.n_part = 0};
-    size_t used = 0, total = 0;
+    size_t used = 0;
     for (int i = 0; i < n; i++) {
         if (W[i]->rows <= 0)
             continue;
@@ -359,24 +447,10 @@ void llm_matmul_multi(llm_pool *pool, const llm_kernels *k, int n, const llm_mat
                        .dot_rows = k->vec_dot[W[i]->type] ? k->vec_dot_rows[W[i]->type] : NULL,
                        .w_row = llm_row_size(W[i]->type, W[i]->cols)};
         used = mv_convert(&j, j.n_part, k, x, scratch, used);
-        total += p->w_row * (size_t)W[i]->rows;
         j.n_part++;
     }
-    /* Chunks of about the same bytes in every part: enough of them for balance, none so small
-     * that the hand-out dominates; rows in multiples of four for the 4-row kernels. */
-    size_t chunk_bytes = total / ((size_t)nth * MM_CHUNKS_PER_THREAD);
-    if (chunk_bytes < MM_CHUNK_BYTES_MIN)
-        chunk_bytes = MM_CHUNK_BYTES_MIN;
-    for (int i = 0; i < j.n_part; i++) {
-        mv_part *p = &j.part[i];
-        int64_t rows = (int64_t)(chunk_bytes / p->w_row);
-        rows = rows < 4 ? 4 : rows / 4 * 4;
-        p->chunk_rows = rows;
-        p->first_chunk = j.n_chunks;
-        j.n_chunks += (p->W->rows + rows - 1) / rows;
-    }
-    atomic_init(&j.next_chunk, nth);
-    if (nth > 1 && j.n_chunks > 1)
+    mv_split(&j, nth);
+    if (nth > 1 && j.n_units > 1)
         llm_pool_run(pool, mv_worker, &j);
     else
         mv_worker(&j, 0, 1);
