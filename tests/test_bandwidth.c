@@ -70,6 +70,32 @@ static void test_probe_buffer(void)
     CHECK(llm_mem_sum_scalar(p.buf, p.bytes) == p.bytes / 8 * 0x0101010101010101ull);
     llm_bw_probe_free(&p);
     CHECK(p.buf == NULL);
+
+    /* The 2 MiB-page probe: aligned to 2 MiB (whether the pages are huge is the OS's choice),
+     * written like the other, freed by the same call. */
+    CHECK_EQ_INT(llm_bw_probe_init_huge(&p, 0), -1);
+    CHECK_EQ_INT(llm_bw_probe_init_huge(&p, (3u << 20) + 100), 0);
+    CHECK(p.bytes == (3u << 20) && p.huge);
+    CHECK(((uintptr_t)p.buf & ((2u << 20) - 1)) == 0);
+    CHECK(llm_mem_sum_scalar(p.buf, p.bytes) == p.bytes / 8 * 0x0101010101010101ull);
+    llm_bw_probe_free(&p);
+    CHECK(p.buf == NULL);
+}
+
+/* llm_mem_alloc_huge: 2 MiB-aligned, writable to its last byte, any size. */
+static void test_alloc_huge(void)
+{
+    static const size_t sizes[] = {1, 4096, (2u << 20) - 1, 2u << 20, (5u << 20) + 12345};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        uint8_t *b = llm_mem_alloc_huge(sizes[i]);
+        CHECK_MSG(b && ((uintptr_t)b & ((2u << 20) - 1)) == 0, "%zu bytes: 2 MiB-aligned buffer", sizes[i]);
+        if (!b)
+            continue;
+        b[0] = 1;
+        b[sizes[i] - 1] = 2;
+        CHECK(b[sizes[i] - 1] == 2 && (sizes[i] == 1 || b[0] == 1));
+        llm_mem_free_huge(b, sizes[i]);
+    }
 }
 
 /* A runner as a thread pool would be: it records how it was called and runs the slices in turn. */
@@ -115,6 +141,7 @@ int main(void)
 {
     test_sums();
     test_probe_buffer();
+    test_alloc_huge();
     test_runners();
     TEST_END("bandwidth");
 }

@@ -96,6 +96,39 @@ static double time_batch(llm_pool *pool, const llm_kernels *k, const llm_matrix 
     return best;
 }
 
+/* The probe's sum over memory in 2 MiB pages, interleaved with the 4 KiB probe the table uses:
+ * the best of each, written to *huge and *small. -1 when the memory is not there. */
+static int huge_page_bandwidth(llm_pool *pool, llm_bw_probe *small_probe, int reps, double *huge, double *small)
+{
+    llm_bw_probe hp;
+    if (llm_bw_probe_init_huge(&hp, small_probe->bytes))
+        return -1;
+    *huge = *small = 0;
+    for (int r = 0; r < reps; r++) {
+        double h = llm_bw_probe_pass(&hp, pool), s = llm_bw_probe_pass(small_probe, pool);
+        *huge = h > *huge ? h : *huge;
+        *small = s > *small ? s : *small;
+    }
+    llm_bw_probe_free(&hp);
+    return 0;
+}
+
+/* The widest run's GB/s per type against memory read in 2 MiB pages: what weights mapped from a
+ * page cache of 2 MiB folios (the usual state after a cold load on Linux 6.x) could stream at. */
+static void print_huge_page_ceiling(const llm_kbench_opts *o, llm_pool *pool, llm_bw_probe *probe, int nth,
+                                    const llm_type *types, int n_types, const double *widest)
+{
+    double huge, small;
+    if (huge_page_bandwidth(pool, probe, o->reps, &huge, &small) || small <= 0)
+        return;
+    fprintf(o->out, "\nmemory in 2 MiB pages: %.1f GB/s with %d threads, %.2fx the 4 KiB probe (%.1f) in the same\n"
+                    "passes; the %dT GB/s above against it:",
+            huge, nth, huge / small, small, nth);
+    for (int i = 0; i < n_types; i++)
+        fprintf(o->out, " %s %.2f", llm_type_name(types[i]), widest[types[i]] / huge);
+    fputc('\n', o->out);
+}
+
 static int parse_types(const char *list, llm_type *out, int max, llm_err *err)
 {
     int n = 0;
@@ -166,6 +199,7 @@ int llm_bench_kernels(const llm_kbench_opts *o, llm_err *err)
         goto done;
     }
     float ratios[LLM_TYPE_COUNT] = {0};
+    double widest[LLM_TYPE_COUNT] = {0};
     double bw_sum = 0;
     int bw_n = 0;
     for (int ti = 0; ti < n_types && !rc; ti++) {
@@ -186,6 +220,7 @@ int llm_bench_kernels(const llm_kbench_opts *o, llm_err *err)
             fflush(o->out);
             if (i == n_thr - 1 && bw > 0) { /* the widest run feeds `llmap fit` */
                 ratios[t] = (float)(g / bw);
+                widest[t] = g;
                 bw_sum += bw;
                 bw_n++;
             }
@@ -196,6 +231,8 @@ int llm_bench_kernels(const llm_kbench_opts *o, llm_err *err)
         free(scratch);
         free(y);
     }
+    if (!rc && bw_n)
+        print_huge_page_ceiling(o, pools[n_thr - 1], &probe, thr[n_thr - 1], types, n_types, widest);
     if (!rc && bw_n) {
         llm_err serr;
         if (llm_machine_save_kernels(bw_sum / bw_n * 1e9, ratios, &serr))

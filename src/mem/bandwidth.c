@@ -90,19 +90,30 @@ static void run_own_threads(bw_job *j, int nth)
         pthread_join(th[i], NULL);
 }
 
-int llm_bw_probe_init(llm_bw_probe *p, size_t bytes)
+static int probe_init(llm_bw_probe *p, size_t bytes, bool huge)
 {
-    p->bytes = bytes / 4096 * 4096;
-    p->buf = NULL;
-    if (p->bytes == 0 || posix_memalign(&p->buf, 4096, p->bytes))
+    *p = (llm_bw_probe){.bytes = bytes / 4096 * 4096, .huge = huge};
+    if (p->bytes == 0)
+        return -1;
+    if (huge)
+        p->buf = llm_mem_alloc_huge(p->bytes);
+    else if (posix_memalign(&p->buf, 4096, p->bytes))
+        p->buf = NULL;
+    if (!p->buf)
         return -1;
     memset(p->buf, 1, p->bytes); /* fault every page in before timing */
     return 0;
 }
 
+int llm_bw_probe_init(llm_bw_probe *p, size_t bytes) { return probe_init(p, bytes, false); }
+int llm_bw_probe_init_huge(llm_bw_probe *p, size_t bytes) { return probe_init(p, bytes, true); }
+
 void llm_bw_probe_free(llm_bw_probe *p)
 {
-    free(p->buf);
+    if (p->huge && p->buf)
+        llm_mem_free_huge(p->buf, p->bytes);
+    else
+        free(p->buf);
     p->buf = NULL;
 }
 

@@ -210,3 +210,13 @@ uint64_t llm_sysmem_usable(const llm_sysmem *s)
     }
     return avail;
 }
+
+void *llm_mem_alloc_huge(size_t bytes)
+{
+    return plat_map_anon_huge(bytes ? bytes : 1);
+}
+
+void llm_mem_free_huge(void *p, size_t bytes)
+{
+    plat_unmap(p, bytes ? bytes : 1);
+}

@@ -62,6 +62,27 @@ void *plat_map_anon(uint64_t size)
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* A 2 MiB-aligned anonymous mapping advised to use transparent huge pages (Linux's "madvise"
+ * mode, the usual default, gives none without the advice). The mapping is made 2 MiB larger and
+ * trimmed, so plat_unmap(p, size) frees exactly what is left. */
+#define HUGE_PAGE (2ull << 20)
+
+void *plat_map_anon_huge(uint64_t size)
+{
+    uint8_t *raw = plat_map_anon(size + HUGE_PAGE);
+    if (!raw)
+        return NULL;
+    uint64_t head = (HUGE_PAGE - (uintptr_t)raw % HUGE_PAGE) % HUGE_PAGE;
+    if (head)
+        munmap(raw, head);
+    if (HUGE_PAGE - head)
+        munmap(raw + head + size, HUGE_PAGE - head);
+#ifdef MADV_HUGEPAGE
+    madvise(raw + head, size, MADV_HUGEPAGE); /* advice: refused or unavailable, 4 KiB pages serve */
+#endif
+    return raw + head;
+}
+
 void plat_unmap(void *p, uint64_t size)
 {
     if (p)

@@ -19,6 +19,7 @@ int plat_open_ro(const char *path, uint64_t *size);
 int64_t plat_fd_size(int fd);
 void *plat_map_file(int fd, uint64_t size);           /* NULL on failure (errno set) */
 void *plat_map_anon(uint64_t size);                   /* NULL on failure */
+void *plat_map_anon_huge(uint64_t size);              /* 2 MiB-aligned, in huge pages where given */
 void plat_unmap(void *p, uint64_t size);
 /* Replaces [p, p+size) of a mapping with zero pages (used by the SIGBUS handler). */
 int plat_map_zero_fixed(void *p, uint64_t size);

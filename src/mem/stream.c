@@ -26,7 +26,7 @@
  * (Without a binder the mapping mode remains: populate.c reads pieces into the mapping.)
  *
  * The buffers are filled with O_DIRECT reads by N_READERS threads taking pieces in turn, straight
- * from the device into buffers backed by 2 MiB pages (map_slot): no copy, no page cache to drop,
+ * from the device into buffers backed by 2 MiB pages (plat_map_anon_huge): no copy, no page cache to drop,
  * and on this machine kind's virtual disk 5-6 GB/s alone, faster than a cached `dd` (~4 GB/s).
  * The alternative, measured every cycle of tokens in case the disk, the file system or the
  * machine's huge pages say otherwise (choose_read_mode), is one reader with plain preads through
@@ -525,29 +525,13 @@ void llm_stream_free(llm_stream *s)
     free(s);
 }
 
-/* A streaming buffer, aligned to and backed by 2 MiB pages where the kernel gives them
- * (transparent huge pages in "madvise" mode, the usual default). O_DIRECT reads into 4 KiB pages
+/* Streaming buffers are aligned to and backed by 2 MiB pages where the kernel gives them
+ * (plat_map_anon_huge). O_DIRECT reads into 4 KiB pages
  * ran at 1.4-1.8 GB/s on this machine kind's virtual disk, with 1-4 readers and 8-16 MiB reads:
  * every read pins and maps each page of its buffer for the device. Into 2 MiB pages the same
  * reads ran at 5.0-6.0 GB/s, faster than a cached `dd` (4.2), and without the copy out of the
- * page cache. Compute reading the buffers takes fewer TLB misses too. NULL when out of memory. */
+ * page cache. Compute reading the buffers takes fewer TLB misses too. */
 #define HUGE_PAGE (2ull << 20)
-
-static uint8_t *map_slot(uint64_t bytes)
-{
-    uint8_t *raw = plat_map_anon(bytes + HUGE_PAGE);
-    if (!raw)
-        return NULL;
-    uint64_t head = (HUGE_PAGE - (uintptr_t)raw % HUGE_PAGE) % HUGE_PAGE;
-    if (head)
-        plat_unmap(raw, head); /* (unmapping part of a mapping is allowed: keep the aligned part) */
-    if (HUGE_PAGE - head)
-        plat_unmap(raw + head + bytes, HUGE_PAGE - head);
-#ifdef MADV_HUGEPAGE
-    madvise(raw + head, bytes, MADV_HUGEPAGE); /* advice: refused or unavailable, 4 KiB pages serve */
-#endif
-    return raw + head;
-}
 
 int llm_stream_set_binder(llm_stream *s, llm_stream_bind_fn bind, void *user, llm_err *err)
 {
@@ -560,7 +544,7 @@ int llm_stream_set_binder(llm_stream *s, llm_stream_bind_fn bind, void *user, ll
     s->slot_bytes = (s->max_layer + 2 * PAGE + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
     uint8_t **slot = llm_xcalloc((size_t)n, sizeof *slot);
     for (int k = 0; k < n; k++) {
-        slot[k] = map_slot(s->slot_bytes);
+        slot[k] = plat_map_anon_huge(s->slot_bytes);
         if (!slot[k]) {
             for (int j = 0; j < k; j++)
                 plat_unmap(slot[j], s->slot_bytes);
@@ -639,7 +623,7 @@ static void walk_begin(llm_stream *s)
 /* Buffer mode reads either around the page cache (O_DIRECT, N_READERS readers taking pieces in
  * turn, so that several requests are in flight: there is no kernel read-ahead to lose) or through
  * it (one reader, plain pread, dropped behind: one sequential stream the kernel reads ahead).
- * O_DIRECT into the huge-page buffers (map_slot) is the faster one here: alone on the disk
+ * O_DIRECT into the huge-page buffers (plat_map_anon_huge) is the faster one here: alone on the disk
  * 5.0-6.0 GB/s against 4.2-4.6 cached, and it needs almost no CPU, where the cached read copies
  * every byte out of the page cache (perf: a third of the process's CPU time in _copy_to_iter on
  * a busy machine) in competition with compute. But a file system may refuse O_DIRECT, and a
