@@ -19,9 +19,3 @@ double llm_bw_probe_pass(llm_bw_probe *p, llm_pool *pool)
     llm_runner r = pool_runner(pool);
     return llm_bw_probe_measure(p, &r);
 }
-
-double llm_bench_bandwidth(llm_pool *pool, size_t bytes, int reps)
-{
-    llm_runner r = pool_runner(pool);
-    return llm_mem_bandwidth(bytes, &r, reps);
-}

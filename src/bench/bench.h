@@ -15,9 +15,6 @@
 #include "mem/mem.h"
 #include "util/util.h"
 
-/* Sums `bytes` of memory (AVX2 when the CPU has it) split across the pool's threads; returns the
- * best read bandwidth of `reps` passes in GB/s (1e9 bytes/s), or -1 when out of memory. */
-double llm_bench_bandwidth(llm_pool *pool, size_t bytes, int reps);
 
 /* One pass of a probe buffer (llm_bw_probe_init/free, src/mem) on the pool: GB/s. */
 double llm_bw_probe_pass(llm_bw_probe *p, llm_pool *pool);
