@@ -615,6 +615,51 @@ static void check_dot_rows(void)
     CHECK_MSG(close == total, "several-rows dot: %d of %d rows off the double-precision dot", total - close, total);
 }
 
+/* One generated token's attention kernels (all query heads of a key/value head at once) must
+ * give every (head, row) exactly ggml_vec_dot_f32's bits -- the one-head path's -- for head
+ * counts 1..8, row counts around the blocks of eight keys, and row lengths with and without a
+ * tail after the 32-element steps. */
+static void check_attn_heads(void)
+{
+    if (!llm_ops_have_avx2()) {
+        printf("note: no AVX2+FMA: the attention kernels are not tested\n");
+        return;
+    }
+    enum { MAXN = 136, MAXR = 19, STRIDE = 144, MAXQ = LLM_ATTN_HEADS };
+    static float x[MAXR * STRIDE], y[MAXQ][MAXN], out[MAXQ * MAXR];
+    uint64_t g = 4242;
+    for (int i = 0; i < MAXR * STRIDE; i++) {
+        g = g * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(g >> 11) * 0x1p-53 * 2 - 1);
+    }
+    const float *yp[MAXQ];
+    for (int q = 0; q < MAXQ; q++) {
+        for (int i = 0; i < MAXN; i++)
+            y[q][i] = (float)sin(i * 0.29 + q * 0.7) * (float)(q + 1);
+        yp[q] = y[q];
+    }
+    static const int ns[] = {29, 32, 61, 64, 96, 128, 131};
+    int same = 0, total = 0;
+    for (int kind = 0; kind < 2; kind++)
+        for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+            for (int nq = 1; nq <= MAXQ; nq++)
+                for (int rows = 1; rows <= MAXR; rows += (rows < 9 ? 1 : 5)) {
+                    memset(out, 0xff, sizeof out);
+                    if (kind == 0)
+                        llm_attn_scores_avx2(ns[a], rows, x, STRIDE, nq, yp, out, MAXR);
+                    else
+                        llm_attn_values_avx2(ns[a], rows, x, STRIDE, nq, yp, out, MAXR);
+                    for (int q = 0; q < nq; q++)
+                        for (int r = 0; r < rows; r++) {
+                            float one = llm_dot_f32_ggml_avx2(ns[a], x + r * STRIDE, y[q]);
+                            same += memcmp(&one, &out[q * MAXR + r], sizeof one) == 0;
+                            total++;
+                        }
+                }
+    CHECK_MSG(same == total, "attention kernels: %d of %d results differ from the one-head dot's bits", total - same,
+              total);
+}
+
 /* The several-queries dots (prompt attention: the query heads of one key/value head share each
  * cached row) must give every (query, row) exactly the one-query dot's bits -- ggml's order for
  * the scores, one 8-lane accumulator for the weighted sum over V^T -- and the double-precision
@@ -673,6 +718,7 @@ int main(void)
 {
     check_dot_rows();
     check_dot_queries();
+    check_attn_heads();
     const char *sh = shared_dir();
     if (!sh) {
         SKIP("shared data not found (set LLMAP_SHARED): reference comparisons not run");

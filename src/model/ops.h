@@ -48,6 +48,15 @@ void llm_dot_f32_ggml_queries_avx2(int n, int n_rows, const float *x, size_t x_s
                                    float *out, size_t out_stride);
 void llm_dot_f32_lanes8_queries_avx2(int n, int n_rows, const float *x, size_t x_stride, int nq, const float *const y[],
                                      float *out, size_t out_stride);
+/* One generated token's attention for nq query heads sharing a key/value head: the same
+ * contract as llm_dot_f32_ggml_queries_avx2 (out[q * out_stride + r] is ggml_vec_dot_f32 of row
+ * r and y[q], bit for bit) for any nq, with each row read once for all heads: _scores for the
+ * cached keys (rows of head_dim), _values for V^T (rows over the positions). */
+#define LLM_ATTN_HEADS 8
+void llm_attn_scores_avx2(int n, int n_rows, const float *x, size_t x_stride, int nq, const float *const y[],
+                          float *out, size_t out_stride);
+void llm_attn_values_avx2(int n, int n_rows, const float *x, size_t x_stride, int nq, const float *const y[],
+                          float *out, size_t out_stride);
 /* Whether this CPU can run the *_avx2 ops. */
 bool llm_ops_have_avx2(void);
 
