@@ -20,13 +20,15 @@
 #include "fit/fit.h"
 #include "model/model.h"
 
-static const char USAGE[] = "llmap bench MODEL.gguf [-t THREADS] [--pp N] [--tg N] [--reps N] [--no-mmap] [--json]\n"
-                            "  ppN: N prompt tokens in one batch; tgN: N tokens generated one at a time\n"
-                            "  (defaults pp512, tg128, best of 1 rep; THREADS defaults to one per CPU)";
+static const char USAGE[] =
+    "llmap bench MODEL.gguf [-t THREADS] [--pp N] [--tg N] [--depth D] [--reps N] [--no-mmap] [--json]\n"
+    "  ppN: N prompt tokens in one batch; tgN: N tokens generated one at a time\n"
+    "  --depth D: both start with D tokens already in the context (a long chat), not from empty\n"
+    "  (defaults pp512, tg128, depth 0, best of 1 rep; THREADS defaults to one per CPU)";
 
 typedef struct bench_args {
     const char *model;
-    int threads, pp, tg, reps;
+    int threads, pp, tg, reps, depth;
     bool json, no_mmap;
 } bench_args;
 
@@ -36,18 +38,20 @@ static int parse(int argc, char **argv, bench_args *a)
         {"threads", required_argument, 0, 't'}, {"pp", required_argument, 0, 'p'},
         {"tg", required_argument, 0, 'g'},      {"reps", required_argument, 0, 'r'},
         {"json", no_argument, 0, 'j'},          {"no-mmap", no_argument, 0, 'n'},
-        {"help", no_argument, 0, 'h'},          {0},
+        {"depth", required_argument, 0, 'd'},   {"help", no_argument, 0, 'h'},
+        {0},
     };
     *a = (bench_args){.pp = 512, .tg = 128, .reps = 1};
     a->model = argv[0];
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "t:p:g:r:jnh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:p:g:r:d:jnh", opts, NULL)) != -1) {
         switch (c) {
         case 't': a->threads = atoi(optarg); break;
         case 'p': a->pp = atoi(optarg); break;
         case 'g': a->tg = atoi(optarg); break;
         case 'r': a->reps = atoi(optarg); break;
+        case 'd': a->depth = atoi(optarg); break;
         case 'j': a->json = true; break;
         case 'n': a->no_mmap = true; break;
         case 'h': printf("usage: %s\n", USAGE); return 1;
@@ -55,7 +59,7 @@ static int parse(int argc, char **argv, bench_args *a)
         }
     }
     if (optind != argc || a->pp < 0 || a->tg < 0 || a->pp + a->tg < 1 || a->pp > 65536 || a->tg > 65536 ||
-        a->reps < 1)
+        a->reps < 1 || a->depth < 0 || a->depth > 65536)
         return -1;
     return 0;
 }
@@ -121,17 +125,25 @@ static void probe_after_rep(bench_probes *p, llm_pool *pool, bench_result *r)
     }
 }
 
+/* An empty cache, then `depth` tokens evaluated (untimed) as a chat's earlier turns would be. */
+static int start_at_depth(llm_ctx *c, int depth, const int32_t *toks, float *logits, llm_err *err)
+{
+    llm_ctx_kv_truncate(c, 0);
+    return depth > 0 ? llm_forward(c, toks, depth, logits, false, err) : 0;
+}
+
 static int run(const bench_args *a, llm_model *m, llm_pool *pool, bench_probes *probes, bench_result *r,
                llm_err *err)
 {
-    const int n = a->pp > a->tg ? a->pp : a->tg;
+    const int n = a->depth + (a->pp > a->tg ? a->pp : a->tg);
     int32_t *toks = llm_xmalloc(sizeof *toks * (size_t)(n + 1));
     float *logits = llm_xmalloc(sizeof(float) * m->hp.n_vocab);
     fill_tokens(toks, n + 1, m->hp.n_vocab);
+    const int32_t *after = toks + a->depth; /* what is timed follows the depth tokens */
     llm_ctx_opts o;
     llm_ctx_opts_default(&o);
-    o.n_ctx = (a->pp > a->tg ? a->pp : a->tg) + 1;
-    o.n_batch = a->pp > 0 ? a->pp : 1;
+    o.n_ctx = n + 1;
+    o.n_batch = a->pp > 0 ? a->pp : 512;
     o.pool = pool;
     llm_ctx *c = llm_ctx_new(m, &o, err);
     int rc = -1;
@@ -142,19 +154,21 @@ static int run(const bench_args *a, llm_model *m, llm_pool *pool, bench_probes *
         goto done;
     for (int rep = 0; rep < a->reps; rep++) {
         if (a->pp > 0) {
-            llm_ctx_kv_truncate(c, 0);
+            if (start_at_depth(c, a->depth, toks, logits, err))
+                goto done;
             double t0 = llm_now(), c0 = cpu_seconds();
-            if (llm_forward(c, toks, a->pp, logits, false, err))
+            if (llm_forward(c, after, a->pp, logits, false, err))
                 goto done;
             double tps = a->pp / (llm_now() - t0), ctps = a->pp / (cpu_seconds() - c0);
             r->pp_tps = tps > r->pp_tps ? tps : r->pp_tps;
             r->pp_cpu_tps = ctps > r->pp_cpu_tps ? ctps : r->pp_cpu_tps;
         }
         if (a->tg > 0) {
-            llm_ctx_kv_truncate(c, 0);
+            if (start_at_depth(c, a->depth, toks, logits, err))
+                goto done;
             double t0 = llm_now(), c0 = cpu_seconds();
             for (int i = 0; i < a->tg; i++)
-                if (llm_forward(c, &toks[i], 1, logits, false, err))
+                if (llm_forward(c, &after[i], 1, logits, false, err))
                     goto done;
             double tps = a->tg / (llm_now() - t0), ctps = a->tg / (cpu_seconds() - c0);
             r->tg_tps = tps > r->tg_tps ? tps : r->tg_tps;
@@ -246,11 +260,11 @@ int cmd_bench_model(int argc, char **argv)
         if (a.json) {
             printf("{\"model\": \"%s\", \"arch\": \"%s\", \"n_params\": %llu, \"weight_bytes\": %llu, "
                    "\"bytes_per_token\": %llu, \"threads\": %d, \"load_s\": %.4f, \"bandwidth_gbs\": %.3f, "
-                   "\"pp\": %d, \"pp_tps\": %.3f, \"tg\": %d, \"tg_tps\": %.3f, \"tg_gbs\": %.3f, "
+                   "\"depth\": %d, \"pp\": %d, \"pp_tps\": %.3f, \"tg\": %d, \"tg_tps\": %.3f, \"tg_gbs\": %.3f, "
                    "\"roofline_fraction\": %.4f, \"roofline_fraction_2mib_pages\": %.4f, "
                    "\"bandwidth_2mib_pages_gbs\": %.3f, \"pp_tokens_per_cpu_s\": %.3f, \"tg_tokens_per_cpu_s\": %.3f}\n",
                    a.model, m.hp.arch_name, (unsigned long long)m.n_params, (unsigned long long)m.weight_bytes,
-                   (unsigned long long)r.tok_bytes, threads, r.load_s, r.bw_gbs, a.pp, r.pp_tps, a.tg, r.tg_tps,
+                   (unsigned long long)r.tok_bytes, threads, r.load_s, r.bw_gbs, a.depth, a.pp, r.pp_tps, a.tg, r.tg_tps,
                    eff, r.bw_gbs > 0 ? eff / r.bw_gbs : 0, r.bw_huge_gbs > 0 ? eff / r.bw_huge_gbs : 0, r.bw_huge_gbs, r.pp_cpu_tps,
                    r.tg_cpu_tps);
         } else {
@@ -261,13 +275,19 @@ int cmd_bench_model(int argc, char **argv)
             if (r.bw_huge_gbs > 0)
                 printf("; in 2 MiB pages %.2f", r.bw_huge_gbs);
             putchar('\n');
+            if (a.depth)
+                printf("depth      %d tokens in the context before each test (no roofline share: the KV cache\n"
+                       "           is read on top of the weights)\n", a.depth);
             if (a.pp)
                 printf("pp%-4d     %8.2f tokens/s   (%.2f per CPU-second)\n", a.pp, r.pp_tps, r.pp_cpu_tps);
-            if (a.tg)
+            if (a.tg && a.depth)
+                printf("tg%-4d     %8.2f tokens/s   %.1f MiB of weights/token -> %.2f GB/s\n", a.tg, r.tg_tps,
+                       (double)r.tok_bytes / (1 << 20), eff);
+            else if (a.tg)
                 printf("tg%-4d     %8.2f tokens/s   %.1f MiB/token -> %.2f GB/s = %.0f%% of measured bandwidth\n",
                        a.tg, r.tg_tps, (double)r.tok_bytes / (1 << 20), eff,
                        r.bw_gbs > 0 ? 100 * eff / r.bw_gbs : 0);
-            if (a.tg && r.bw_huge_gbs > 0)
+            if (a.tg && !a.depth && r.bw_huge_gbs > 0)
                 printf("           %.0f%% of memory read in 2 MiB pages (the ceiling for weights mapped from 2 MiB folios)\n",
                        100 * eff / r.bw_huge_gbs);
             if (a.tg)
@@ -275,7 +295,7 @@ int cmd_bench_model(int argc, char **argv)
                        r.tg_cpu_tps);
         }
     }
-    if (!rc && a.tg && r.tg_tps > 0)
+    if (!rc && a.tg && r.tg_tps > 0 && a.depth == 0) /* fit's factor is for a short context */
         calibrate_fit(&m, &a, r.tg_tps, a.json);
     llm_pool_free(pool);
     llm_model_free(&m);

@@ -71,6 +71,16 @@ check '[ "$ff" != 0.5 ] && grep -q "factor updated" "$tmp/b"' "a 32-token bench 
 ft=$(json_field "['forward_factor_by_type']['q8_0']" <"$XDG_CACHE_HOME/llmap/machine.json")
 check '[ "$ft" = "$ff" ]' "... and keeps it as the factor of models mostly in q8_0 (now $ft)"
 
+# --depth: the tests start after that many tokens (a long chat); that run leaves the factor
+# (measured from an empty context) alone, and a negative depth is a usage error.
+"$BIN" bench "$SHARED/models/tiny-llama-q8_0.gguf" --pp 4 --tg 32 --depth 40 --threads 1 --json >"$tmp/b" 2>&1
+d=$(json_field "['depth']" <"$tmp/b")
+ff2=$(json_field "['forward_factor']" <"$XDG_CACHE_HOME/llmap/machine.json")
+check '[ "$d" = 40 ] && [ "$ff2" = "$ff" ]' "bench --depth 40 reports depth $d and keeps the factor ($ff2)"
+"$BIN" bench "$SHARED/models/tiny-llama-q8_0.gguf" --depth -1 >"$tmp/b" 2>&1
+rc=$?
+check '[ $rc = 2 ] && grep -q "depth D" "$tmp/b"' "bench --depth -1 is a usage error (exit $rc)"
+
 # The factor of the model's main weight type, when one was measured, wins over the general one;
 # a factor measured for another type leaves the prediction alone.
 q8=$SHARED/models/tiny-llama-q8_0.gguf
