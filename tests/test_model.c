@@ -572,53 +572,10 @@ static void check_f32(const char *sh, const char *const *stems, size_t n)
     rmdir(dir);
 }
 
-/* ---- driver --------------------------------------------------------------------------------- */
-
-/* The attention's several-rows F32 dot (scores against every cached key, the weighted sum over
- * V^T rows) must give each row exactly the one-row dot's bits (ggml's summation order, which the
- * reference comparisons rely on) and the true dot within float rounding, for row lengths around
- * the 32-element steps and row counts around the groups of four. */
-static void check_dot_rows(void)
-{
-    if (!llm_ops_have_avx2()) {
-        printf("note: no AVX2+FMA: several-rows dot not tested\n");
-        return;
-    }
-    enum { MAXN = 131, MAXR = 9, STRIDE = 140 };
-    static float x[MAXR * STRIDE], y[MAXN];
-    uint64_t g = 12345;
-    for (int i = 0; i < MAXR * STRIDE; i++) {
-        g = g * 6364136223846793005ull + 1442695040888963407ull;
-        x[i] = (float)((double)(g >> 11) * 0x1p-53 * 2 - 1);
-    }
-    for (int i = 0; i < MAXN; i++)
-        y[i] = (float)sin(i * 0.37) * 3;
-    static const int ns[] = {1, 7, 31, 32, 33, 64, 95, 128, 131};
-    int same = 0, close = 0, total = 0;
-    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
-        for (int rows = 1; rows <= MAXR; rows++) {
-            float out[MAXR];
-            llm_dot_f32_ggml_rows_avx2(ns[a], rows, x, STRIDE, y, out);
-            for (int r = 0; r < rows; r++) {
-                float one = llm_dot_f32_ggml_avx2(ns[a], x + r * STRIDE, y);
-                double ref = 0, mag = 0;
-                for (int i = 0; i < ns[a]; i++) {
-                    ref += (double)x[r * STRIDE + i] * y[i];
-                    mag += fabs((double)x[r * STRIDE + i] * y[i]);
-                }
-                same += memcmp(&one, &out[r], sizeof one) == 0;
-                close += fabs(out[r] - ref) <= 1e-6 * mag + 1e-7;
-                total++;
-            }
-        }
-    CHECK_MSG(same == total, "several-rows dot: %d of %d rows differ from the one-row dot's bits", total - same, total);
-    CHECK_MSG(close == total, "several-rows dot: %d of %d rows off the double-precision dot", total - close, total);
-}
-
-/* One generated token's attention kernels (all query heads of a key/value head at once) must
- * give every (head, row) exactly ggml_vec_dot_f32's bits -- the one-head path's -- for head
- * counts 1..8, row counts around the blocks of eight keys, and row lengths with and without a
- * tail after the 32-element steps. */
+/* The attention kernels (all query heads of a key/value head at once) must give every (head,
+ * row) exactly the one-head dot's bits -- ggml_vec_dot_f32's order, or the 8-lane order of a
+ * batch's weighted sums -- for head counts 1..8, row counts around the blocks of eight keys, and
+ * row lengths with and without a tail after the 32-element steps. */
 static void check_attn_heads(void)
 {
     if (!llm_ops_have_avx2()) {
@@ -639,85 +596,42 @@ static void check_attn_heads(void)
         yp[q] = y[q];
     }
     static const int ns[] = {29, 32, 61, 64, 96, 128, 131};
-    int same = 0, total = 0;
-    for (int kind = 0; kind < 2; kind++)
+    int same = 0, close = 0, total = 0;
+    for (int kind = 0; kind < 3; kind++)
         for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
             for (int nq = 1; nq <= MAXQ; nq++)
                 for (int rows = 1; rows <= MAXR; rows += (rows < 9 ? 1 : 5)) {
+                    const int n = kind == 2 ? ns[a] / 8 * 8 : ns[a]; /* lanes8: multiples of 8 */
                     memset(out, 0xff, sizeof out);
                     if (kind == 0)
-                        llm_attn_scores_avx2(ns[a], rows, x, STRIDE, nq, yp, out, MAXR);
+                        llm_attn_scores_avx2(n, rows, x, STRIDE, nq, yp, out, MAXR);
+                    else if (kind == 1)
+                        llm_attn_values_avx2(n, rows, x, STRIDE, nq, yp, out, MAXR);
                     else
-                        llm_attn_values_avx2(ns[a], rows, x, STRIDE, nq, yp, out, MAXR);
+                        llm_attn_values_lanes8_avx2(n, rows, x, STRIDE, nq, yp, out, MAXR);
                     for (int q = 0; q < nq; q++)
                         for (int r = 0; r < rows; r++) {
-                            float one = llm_dot_f32_ggml_avx2(ns[a], x + r * STRIDE, y[q]);
-                            same += memcmp(&one, &out[q * MAXR + r], sizeof one) == 0;
-                            total++;
-                        }
-                }
-    CHECK_MSG(same == total, "attention kernels: %d of %d results differ from the one-head dot's bits", total - same,
-              total);
-}
-
-/* The several-queries dots (prompt attention: the query heads of one key/value head share each
- * cached row) must give every (query, row) exactly the one-query dot's bits -- ggml's order for
- * the scores, one 8-lane accumulator for the weighted sum over V^T -- and the double-precision
- * dot within float rounding, for every query count 1..4, row counts around the pairs, and row
- * lengths around the 8- and 32-element steps. */
-static void check_dot_queries(void)
-{
-    if (!llm_ops_have_avx2()) {
-        printf("note: no AVX2+FMA: several-queries dot not tested\n");
-        return;
-    }
-    enum { MAXN = 136, MAXR = 7, STRIDE = 144, MAXQ = 4 };
-    static float x[MAXR * STRIDE], y[MAXQ][MAXN], out[MAXQ * MAXR];
-    uint64_t g = 777;
-    for (int i = 0; i < MAXR * STRIDE; i++) {
-        g = g * 6364136223846793005ull + 1442695040888963407ull;
-        x[i] = (float)((double)(g >> 11) * 0x1p-53 * 2 - 1);
-    }
-    for (int q = 0; q < MAXQ; q++)
-        for (int i = 0; i < MAXN; i++)
-            y[q][i] = (float)sin(i * 0.37 + q * 1.1) * (float)(q + 1);
-    const float *yp[MAXQ] = {y[0], y[1], y[2], y[3]};
-    static const int ns[] = {8, 24, 32, 40, 64, 96, 128, 136};
-    int same = 0, close = 0, total = 0;
-    for (int kind = 0; kind < 2; kind++)
-        for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
-            for (int nq = 1; nq <= MAXQ; nq++)
-                for (int rows = 1; rows <= MAXR; rows++) {
-                    const int n = ns[a] - (kind == 0 && a % 2 ? 3 : 0); /* ggml order: tails too */
-                    if (kind == 0)
-                        llm_dot_f32_ggml_queries_avx2(n, rows, x, STRIDE, nq, yp, out, MAXR);
-                    else
-                        llm_dot_f32_lanes8_queries_avx2(n, rows, x, STRIDE, nq, yp, out, MAXR);
-                    for (int q = 0; q < nq; q++)
-                        for (int r = 0; r < rows; r++) {
-                            const float *xr = x + r * STRIDE;
-                            float one = kind == 0 ? llm_dot_f32_ggml_avx2(n, xr, y[q])
-                                                  : llm_dot_f32_lanes8_avx2(n, xr, y[q]);
+                            float one = kind == 2 ? llm_dot_f32_lanes8_avx2(n, x + r * STRIDE, y[q])
+                                                  : llm_dot_f32_ggml_avx2(n, x + r * STRIDE, y[q]);
                             double ref = 0, mag = 0;
                             for (int i = 0; i < n; i++) {
-                                ref += (double)xr[i] * y[q][i];
-                                mag += fabs((double)xr[i] * y[q][i]);
+                                ref += (double)x[r * STRIDE + i] * y[q][i];
+                                mag += fabs((double)x[r * STRIDE + i] * y[q][i]);
                             }
                             same += memcmp(&one, &out[q * MAXR + r], sizeof one) == 0;
                             close += fabs(out[q * MAXR + r] - ref) <= 1e-6 * mag + 1e-7;
                             total++;
                         }
                 }
-    CHECK_MSG(same == total, "several-queries dot: %d of %d results differ from the one-query dot's bits",
-              total - same, total);
-    CHECK_MSG(close == total, "several-queries dot: %d of %d results off the double-precision dot", total - close,
+    CHECK_MSG(same == total, "attention kernels: %d of %d results differ from the one-head dot's bits", total - same,
               total);
+    CHECK_MSG(close == total, "attention kernels: %d of %d results off the double-precision dot", total - close, total);
 }
+
+/* ---- driver --------------------------------------------------------------------------------- */
 
 int main(void)
 {
-    check_dot_rows();
-    check_dot_queries();
     check_attn_heads();
     const char *sh = shared_dir();
     if (!sh) {

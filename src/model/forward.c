@@ -12,10 +12,9 @@
  * output element — the same layout llama.cpp uses without flash attention.
  *
  * Work split: matrix multiplications are split by the kernels across the pool; attention is
- * split by (token, head) pairs -- in a prompt batch by (token, up to ATTN_GROUP query heads of
- * one key/value head), which read the same cached rows; the O(n) element-wise ops run on the
- * calling thread. Every
- * output element is computed by exactly one thread in a fixed order, so results do not depend
+ * split by (token, up to LLM_ATTN_HEADS query heads of one key/value head), which read the
+ * same cached rows (by (token, head) with an F16 cache or without SIMD); the O(n) element-wise
+ * ops run on the calling thread. Every output element is computed by exactly one thread in a fixed order, so results do not depend
  * on the number of threads.
  */
 #include <math.h>
@@ -25,9 +24,6 @@
 #include "model/model.h"
 #include "model/ops.h"
 
-/* Query heads of one key/value head that a prompt batch attends together (attend_group). */
-#define ATTN_GROUP 4
-
 struct llm_ctx {
     const llm_model *m;
     const llm_kernels *k;
@@ -35,7 +31,7 @@ struct llm_ctx {
     bool own_pool;
     int n_threads;
     int n_ctx, n_batch, n_past;
-    int v_stride;         /* row length of V^T: n_ctx rounded up to 32 (see attend_one) */
+    int v_stride;         /* row length of V^T: n_ctx rounded up to 32 (see attend_group) */
     bool kv_f16;
     bool simd_ops;        /* soft-max / SwiGLU through ops_avx2.c (not with the scalar kernels) */
     size_t kv_elt;        /* bytes per cache element: 4 or 2 */
@@ -144,10 +140,10 @@ llm_ctx *llm_ctx_new(const llm_model *m, const llm_ctx_opts *o, llm_err *err)
     c->hb2 = ctx_alloc(c, B * hp->n_ff * sizeof(float), &oom);
     c->rope_cs = ctx_alloc(c, B * hp->n_rot * sizeof(float), &oom);
     c->mm_scratch = ctx_alloc(c, max_matmul_scratch(m, (int64_t)B), &oom);
-    /* scores (f32) + their f16 copy + the query head in f16, or the scores of ATTN_GROUP query
-     * heads (attend_group) or LLM_ATTN_HEADS (attend_heads), 64-byte aligned per thread */
+    /* scores (f32) + their f16 copy + the query head in f16, or the scores of LLM_ATTN_HEADS
+     * query heads (attend_group), 64-byte aligned per thread */
     size_t one_head = (size_t)c->v_stride * (sizeof(float) + sizeof(uint16_t)) + hp->head_dim * sizeof(uint16_t);
-    size_t group = (size_t)c->v_stride * (ATTN_GROUP > LLM_ATTN_HEADS ? ATTN_GROUP : LLM_ATTN_HEADS) * sizeof(float);
+    size_t group = (size_t)c->v_stride * LLM_ATTN_HEADS * sizeof(float);
     c->att_stride = ((one_head > group ? one_head : group) + 63) / 64 * 64;
     c->att_scratch = ctx_alloc(c, c->att_stride * (size_t)c->n_threads, &oom);
     if (oom) {
@@ -198,8 +194,9 @@ typedef struct attn_job {
     int il, n_tok, pos0;
 } attn_job;
 
-/* One query head of one token against the cached positions 0..pos (causal mask = only those). */
-static void attend_one(llm_ctx *c, int il, int n_tok, int t, int h, int pos, uint8_t *scratch)
+/* One query head of one token against the cached positions 0..pos (causal mask = only those),
+ * with an F16 cache or without SIMD; an F32 cache with SIMD goes through attend_group. */
+static void attend_one(llm_ctx *c, int il, int t, int h, int pos, uint8_t *scratch)
 {
     const llm_hparams *hp = &c->m->hp;
     const llm_kernels *k = c->k;
@@ -213,10 +210,7 @@ static void attend_one(llm_ctx *c, int il, int n_tok, int t, int h, int pos, uin
     uint16_t *q16 = s16 + c->v_stride;
     const float kq_scale = hp->q_prescale ? 1.0f : 1.0f / sqrtf((float)hd);
 
-    if (!c->kv_f16 && c->simd_ops) {
-        const float *K = (const float *)c->kc[il] + (size_t)kvh * hd;
-        llm_dot_f32_ggml_rows_avx2(hd, n_kv, K, (size_t)kvd, qh, s);
-    } else if (!c->kv_f16) {
+    if (!c->kv_f16) {
         const float *K = (const float *)c->kc[il] + (size_t)kvh * hd;
         for (int j = 0; j < n_kv; j++)
             k->vec_dot[LLM_F32](hd, &s[j], K + (size_t)j * kvd, qh);
@@ -230,19 +224,7 @@ static void attend_one(llm_ctx *c, int il, int n_tok, int t, int h, int pos, uin
         llm_op_softmax_avx2(s, n_kv, kq_scale);
     else
         llm_op_softmax(s, n_kv, kq_scale);
-    if (!c->kv_f16 && c->simd_ops) {
-        /* llama.cpp sums over the cache padded to 32 positions (masked weights are 0): with
-         * ggml_vec_dot_f32 for one token, with tinyBLAS's single 8-lane accumulator for a batch */
-        const float *VT = (const float *)c->vc[il] + (size_t)kvh * hd * c->v_stride;
-        const int n_pad = (n_kv + 31) / 32 * 32;
-        for (int j = n_kv; j < n_pad; j++)
-            s[j] = 0.0f;
-        if (n_tok == 1)
-            llm_dot_f32_ggml_rows_avx2(n_pad, hd, VT, (size_t)c->v_stride, s, out);
-        else
-            for (int d = 0; d < hd; d++)
-                out[d] = llm_dot_f32_lanes8_avx2(n_pad, VT + (size_t)d * c->v_stride, s);
-    } else if (!c->kv_f16) {
+    if (!c->kv_f16) {
         const float *VT = (const float *)c->vc[il] + (size_t)kvh * hd * c->v_stride;
         for (int d = 0; d < hd; d++)
             k->vec_dot[LLM_F32](n_kv, &out[d], VT + (size_t)d * c->v_stride, s);
@@ -254,10 +236,15 @@ static void attend_one(llm_ctx *c, int il, int n_tok, int t, int h, int pos, uin
     }
 }
 
-/* Query heads h0..h0+nh (nh <= ATTN_GROUP, one key/value head) of token t of a prompt batch,
- * F32 cache: attend_one's arithmetic for each head, bit for bit, with every cached key and V^T
- * chunk loaded once for all nh heads (the ops' *_queries kernels). */
-static void attend_group(llm_ctx *c, int il, int t, int h0, int nh, int pos, uint8_t *scratch)
+/* Query heads h0..h0+nh (nh <= LLM_ATTN_HEADS, one key/value head) of token t of a batch of
+ * n_tok, F32 cache, reading every cached key and V^T row once for all of them. Each head gets
+ * llama.cpp's arithmetic, bit for bit: ggml_vec_dot_f32's order for the scores, and for the sum
+ * weighted over the cache padded to 32 positions (masked weights are 0) that order for one
+ * token, tinyBLAS's single 8-lane accumulator for a batch. One head at a time, the 8 query heads
+ * of a key/value head each read the keys and V^T again (1 MiB per head at 2048 positions, more
+ * than L2). Generating with 1.1B Q4_0 at 2048 positions, alternated in one process: attention
+ * 22-27 -> 13-14 ms per token, 22-26 -> 30-34 tokens/s. */
+static void attend_group(llm_ctx *c, int il, int n_tok, int t, int h0, int nh, int pos, uint8_t *scratch)
 {
     const llm_hparams *hp = &c->m->hp;
     const int hd = (int)hp->head_dim, qd = (int)llm_hp_q_dim(hp), kvd = (int)llm_hp_kv_dim(hp);
@@ -265,41 +252,9 @@ static void attend_group(llm_ctx *c, int il, int t, int h0, int nh, int pos, uin
     const int n_kv = pos + 1, n_pad = (n_kv + 31) / 32 * 32;
     const float kq_scale = hp->q_prescale ? 1.0f : 1.0f / sqrtf((float)hd);
     float *s = (float *)scratch;
-    const float *qh[ATTN_GROUP], *sh[ATTN_GROUP];
-    for (int i = 0; i < nh; i++) {
-        qh[i] = c->q + (size_t)t * qd + (size_t)(h0 + i) * hd;
-        sh[i] = s + (size_t)i * c->v_stride;
-    }
-    const float *K = (const float *)c->kc[il] + (size_t)kvh * hd;
-    llm_dot_f32_ggml_queries_avx2(hd, n_kv, K, (size_t)kvd, nh, qh, s, (size_t)c->v_stride);
-    for (int i = 0; i < nh; i++) {
-        float *si = s + (size_t)i * c->v_stride;
-        llm_op_softmax_avx2(si, n_kv, kq_scale);
-        for (int j = n_kv; j < n_pad; j++) /* as attend_one: llama.cpp's padding to 32 */
-            si[j] = 0.0f;
-    }
-    const float *VT = (const float *)c->vc[il] + (size_t)kvh * hd * c->v_stride;
-    llm_dot_f32_lanes8_queries_avx2(n_pad, hd, VT, (size_t)c->v_stride, nh, sh,
-                                    c->att + (size_t)t * qd + (size_t)h0 * hd, (size_t)hd);
-}
-
-/* Query heads h0..h0+nh (nh <= LLM_ATTN_HEADS, one key/value head) of a generated token, F32
- * cache: attend_one's arithmetic for each head, bit for bit, reading every cached key and V^T row
- * once for all of them. One head at a time, the 8 query heads of a key/value head each read the
- * keys and V^T again (1 MiB per head at 2048 positions, more than L2). 1.1B Q4_0 at 2048
- * positions, alternated in one process: attention 22-27 -> 13-14 ms per token, generation
- * 22-26 -> 30-34 tokens/s. */
-static void attend_heads(llm_ctx *c, int il, int h0, int nh, int pos, uint8_t *scratch)
-{
-    const llm_hparams *hp = &c->m->hp;
-    const int hd = (int)hp->head_dim, kvd = (int)llm_hp_kv_dim(hp);
-    const int kvh = h0 / (int)(hp->n_head / hp->n_head_kv);
-    const int n_kv = pos + 1, n_pad = (n_kv + 31) / 32 * 32;
-    const float kq_scale = hp->q_prescale ? 1.0f : 1.0f / sqrtf((float)hd);
-    float *s = (float *)scratch;
     const float *qh[LLM_ATTN_HEADS], *sh[LLM_ATTN_HEADS];
     for (int i = 0; i < nh; i++) {
-        qh[i] = c->q + (size_t)(h0 + i) * hd;
+        qh[i] = c->q + (size_t)t * qd + (size_t)(h0 + i) * hd;
         sh[i] = s + (size_t)i * c->v_stride;
     }
     const float *K = (const float *)c->kc[il] + (size_t)kvh * hd;
@@ -307,18 +262,22 @@ static void attend_heads(llm_ctx *c, int il, int h0, int nh, int pos, uint8_t *s
     for (int i = 0; i < nh; i++) {
         float *si = s + (size_t)i * c->v_stride;
         llm_op_softmax_avx2(si, n_kv, kq_scale);
-        for (int j = n_kv; j < n_pad; j++) /* as attend_one: llama.cpp's padding to 32 */
+        for (int j = n_kv; j < n_pad; j++)
             si[j] = 0.0f;
     }
     const float *VT = (const float *)c->vc[il] + (size_t)kvh * hd * c->v_stride;
-    llm_attn_values_avx2(n_pad, hd, VT, (size_t)c->v_stride, nh, sh, c->att + (size_t)h0 * hd, (size_t)hd);
+    float *out = c->att + (size_t)t * qd + (size_t)h0 * hd;
+    if (n_tok == 1)
+        llm_attn_values_avx2(n_pad, hd, VT, (size_t)c->v_stride, nh, sh, out, (size_t)hd);
+    else
+        llm_attn_values_lanes8_avx2(n_pad, hd, VT, (size_t)c->v_stride, nh, sh, out, (size_t)hd);
 }
 
-/* Heads per attend_heads item: all of a key/value head's (at most LLM_ATTN_HEADS), unless that
+/* Heads per attend_group item: all of a key/value head's (at most LLM_ATTN_HEADS), unless that
  * leaves threads without an item. */
-static int heads_per_item(int per_kv, int n_kv_heads, int nth)
+static int heads_per_item(int per_kv, int kv_items, int nth)
 {
-    int items_per_kv = (nth + n_kv_heads - 1) / n_kv_heads;
+    int items_per_kv = (nth + kv_items - 1) / kv_items;
     int g = (per_kv + items_per_kv - 1) / items_per_kv;
     return g < 1 ? 1 : g > LLM_ATTN_HEADS ? LLM_ATTN_HEADS : g;
 }
@@ -329,32 +288,21 @@ static void attn_worker(void *arg, int ith, int nth)
     llm_ctx *c = j->c;
     const int n_head = (int)c->m->hp.n_head;
     uint8_t *scratch = c->att_scratch + (size_t)ith * c->att_stride;
-    if (j->n_tok == 1 && !c->kv_f16 && c->simd_ops) {
-        /* items: (key/value head, group of its query heads) */
+    if (!c->kv_f16 && c->simd_ops) {
+        /* items: (token, key/value head, group of its query heads) */
         const int n_kv_heads = (int)c->m->hp.n_head_kv, per_kv = n_head / n_kv_heads;
-        const int g = heads_per_item(per_kv, n_kv_heads, nth), sub = (per_kv + g - 1) / g;
-        for (int item = ith; item < n_kv_heads * sub; item += nth) {
-            const int h0 = item / sub * per_kv + item % sub * g;
-            const int nh = per_kv - item % sub * g < g ? per_kv - item % sub * g : g;
-            attend_heads(c, j->il, h0, nh, j->pos0, scratch);
-        }
-        return;
-    }
-    if (j->n_tok > 1 && !c->kv_f16 && c->simd_ops) {
-        /* items: (token, group of up to ATTN_GROUP query heads within one key/value head) */
-        const int per_kv = n_head / (int)c->m->hp.n_head_kv, sub = (per_kv + ATTN_GROUP - 1) / ATTN_GROUP;
-        const int per_tok = (int)c->m->hp.n_head_kv * sub;
+        const int g = heads_per_item(per_kv, j->n_tok * n_kv_heads, nth), sub = (per_kv + g - 1) / g;
+        const int per_tok = n_kv_heads * sub;
         for (int item = ith; item < j->n_tok * per_tok; item += nth) {
-            const int t = item / per_tok, kvh = item % per_tok / sub, g = item % sub;
-            const int h0 = kvh * per_kv + g * ATTN_GROUP;
-            const int nh = per_kv - g * ATTN_GROUP < ATTN_GROUP ? per_kv - g * ATTN_GROUP : ATTN_GROUP;
-            attend_group(c, j->il, t, h0, nh, j->pos0 + t, scratch);
+            const int t = item / per_tok, kvh = item % per_tok / sub, k = item % sub;
+            const int h0 = kvh * per_kv + k * g, nh = per_kv - k * g < g ? per_kv - k * g : g;
+            attend_group(c, j->il, j->n_tok, t, h0, nh, j->pos0 + t, scratch);
         }
         return;
     }
     for (int item = ith; item < j->n_tok * n_head; item += nth) {
         int t = item / n_head, h = item % n_head;
-        attend_one(c, j->il, j->n_tok, t, h, j->pos0 + t, scratch);
+        attend_one(c, j->il, t, h, j->pos0 + t, scratch);
     }
 }
 

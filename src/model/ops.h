@@ -37,26 +37,18 @@ void llm_op_swiglu_avx2(float *a, const float *b, int n);
  * pairwise, scalar tail) and tinyBLAS's (one 8-lane accumulator; n a multiple of 8). */
 float llm_dot_f32_ggml_avx2(int n, const float *x, const float *y);
 float llm_dot_f32_lanes8_avx2(int n, const float *x, const float *y);
-/* out[r] = llm_dot_f32_ggml_avx2(n, x + r * x_stride, y) for r < n_rows, bit for bit, with the
- * rows taken four at a time (attention scores: one query head against every cached key). */
-void llm_dot_f32_ggml_rows_avx2(int n, int n_rows, const float *x, size_t x_stride, const float *y, float *out);
-/* The same dots for nq (1..4) queries y[q] sharing the x rows (the query heads of one key/value
- * head): out[q * out_stride + r] = llm_dot_f32_ggml_avx2(n, x + r * x_stride, y[q]), resp.
- * llm_dot_f32_lanes8_avx2 (n a multiple of 8), bit for bit; each x row is loaded once for all
- * queries. */
-void llm_dot_f32_ggml_queries_avx2(int n, int n_rows, const float *x, size_t x_stride, int nq, const float *const y[],
-                                   float *out, size_t out_stride);
-void llm_dot_f32_lanes8_queries_avx2(int n, int n_rows, const float *x, size_t x_stride, int nq, const float *const y[],
-                                     float *out, size_t out_stride);
-/* One generated token's attention for nq query heads sharing a key/value head: the same
- * contract as llm_dot_f32_ggml_queries_avx2 (out[q * out_stride + r] is ggml_vec_dot_f32 of row
- * r and y[q], bit for bit) for any nq, with each row read once for all heads: _scores for the
- * cached keys (rows of head_dim), _values for V^T (rows over the positions). */
+/* Attention for nq (<= LLM_ATTN_HEADS) query heads sharing a key/value head, each x row read
+ * once for all heads: out[q * out_stride + r] = llm_dot_f32_ggml_avx2(n, x + r * x_stride, y[q]),
+ * bit for bit; _scores for the cached keys (rows of head_dim), _values for V^T (rows over the
+ * positions). */
 #define LLM_ATTN_HEADS 8
 void llm_attn_scores_avx2(int n, int n_rows, const float *x, size_t x_stride, int nq, const float *const y[],
                           float *out, size_t out_stride);
 void llm_attn_values_avx2(int n, int n_rows, const float *x, size_t x_stride, int nq, const float *const y[],
                           float *out, size_t out_stride);
+/* _values in llm_dot_f32_lanes8_avx2's order (n a multiple of 8): a batch's weighted sums. */
+void llm_attn_values_lanes8_avx2(int n, int n_rows, const float *x, size_t x_stride, int nq, const float *const y[],
+                                 float *out, size_t out_stride);
 /* Whether this CPU can run the *_avx2 ops. */
 bool llm_ops_have_avx2(void);
 

@@ -117,41 +117,6 @@ float llm_dot_f32_ggml_avx2(int n, const float *x, const float *y)
     return sum;
 }
 
-/* llm_dot_f32_ggml_avx2 of x rows 0..n_rows-1 (x + r * x_stride) with one y, four rows at a time:
- * y's loads and the loop are shared, each row's own accumulators see exactly the operations the
- * one-row version does, in the same order, so every result is bit-identical to it. */
-void llm_dot_f32_ggml_rows_avx2(int n, int n_rows, const float *x, size_t x_stride, const float *y, float *out)
-{
-    const int np = n & ~31;
-    int r = 0;
-    for (; r + 4 <= n_rows; r += 4) {
-        const float *xr[4] = {x + (size_t)r * x_stride, x + (size_t)(r + 1) * x_stride, x + (size_t)(r + 2) * x_stride,
-                              x + (size_t)(r + 3) * x_stride};
-        __m256 acc[4][4];
-        for (int k = 0; k < 4; k++)
-            for (int j = 0; j < 4; j++)
-                acc[k][j] = _mm256_setzero_ps();
-        for (int i = 0; i < np; i += 32)
-            for (int j = 0; j < 4; j++) {
-                const __m256 yv = _mm256_loadu_ps(y + i + 8 * j);
-                for (int k = 0; k < 4; k++)
-                    acc[k][j] = _mm256_fmadd_ps(_mm256_loadu_ps(xr[k] + i + 8 * j), yv, acc[k][j]);
-            }
-        for (int k = 0; k < 4; k++) {
-            __m256 a0 = _mm256_add_ps(acc[k][0], acc[k][2]), a1 = _mm256_add_ps(acc[k][1], acc[k][3]);
-            a0 = _mm256_add_ps(a0, a1);
-            const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
-            const __m128 t1 = _mm_hadd_ps(t0, t0);
-            float sum = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
-            for (int i = np; i < n; i++)
-                sum += xr[k][i] * y[i];
-            out[r + k] = sum;
-        }
-    }
-    for (; r < n_rows; r++)
-        out[r] = llm_dot_f32_ggml_avx2(n, x + (size_t)r * x_stride, y);
-}
-
 float llm_dot_f32_lanes8_avx2(int n, const float *x, const float *y)
 {
     __m256 acc = _mm256_setzero_ps();
@@ -163,13 +128,9 @@ float llm_dot_f32_lanes8_avx2(int n, const float *x, const float *y)
     return _mm_cvtss_f32(h);
 }
 
-/* Prompt attention: the query heads that share one key/value head (grouped-query attention)
- * attend to the same cached rows at the same position, so each cached K row and V^T chunk is
- * loaded once for up to four of them instead of once per head -- one head at a time, the keys
- * and V^T of a 512-token prompt (128 KiB each per head) came back from L2 for every head. Each
- * query keeps its own accumulators and sees exactly the one-query operations in the same order,
- * so the results are the one-query kernels' bits. NQ is a compile-time constant (1..4) so the
- * accumulators stay in registers. */
+/* ggml_vec_dot_f32 of x rows with NQ (1..4, a compile-time constant, so the accumulators stay
+ * in registers) queries: each x chunk loaded once, each (row, query) the one-query operations
+ * in the same order, so its bits. */
 static inline __attribute__((always_inline)) void dot_ggml_queries(int n, int n_rows, const float *x, size_t x_stride, const int NQ,
                                     const float *const y[4], float *out, size_t out_stride)
 {
@@ -203,18 +164,6 @@ static inline __attribute__((always_inline)) void dot_ggml_queries(int n, int n_
     }
 }
 
-void llm_dot_f32_ggml_queries_avx2(int n, int n_rows, const float *x, size_t x_stride, int nq, const float *const y[],
-                                   float *out, size_t out_stride)
-{
-    const float *yq[4] = {y[0], nq > 1 ? y[1] : y[0], nq > 2 ? y[2] : y[0], nq > 3 ? y[3] : y[0]};
-    switch (nq) {
-    case 4: dot_ggml_queries(n, n_rows, x, x_stride, 4, yq, out, out_stride); break;
-    case 3: dot_ggml_queries(n, n_rows, x, x_stride, 3, yq, out, out_stride); break;
-    case 2: dot_ggml_queries(n, n_rows, x, x_stride, 2, yq, out, out_stride); break;
-    default: dot_ggml_queries(n, n_rows, x, x_stride, 1, yq, out, out_stride); break;
-    }
-}
-
 static inline float hsum8_lanes(__m256 acc)
 {
     __m128 h = _mm_add_ps(_mm256_extractf128_ps(acc, 1), _mm256_castps256_ps128(acc));
@@ -223,57 +172,14 @@ static inline float hsum8_lanes(__m256 acc)
     return _mm_cvtss_f32(h);
 }
 
-/* llm_dot_f32_lanes8_avx2 of two x rows with NQ queries: 2 * NQ accumulators, each x chunk
- * loaded once. */
-static inline __attribute__((always_inline)) void dot_lanes8_queries(int n, int n_rows, const float *x, size_t x_stride, const int NQ,
-                                      const float *const y[4], float *out, size_t out_stride)
-{
-    int r = 0;
-    for (; r + 2 <= n_rows; r += 2) {
-        const float *x0 = x + (size_t)r * x_stride, *x1 = x0 + x_stride;
-        __m256 a0[4], a1[4];
-        #pragma GCC unroll 4
-        for (int q = 0; q < NQ; q++)
-            a0[q] = a1[q] = _mm256_setzero_ps();
-        for (int i = 0; i < n; i += 8) {
-            const __m256 v0 = _mm256_loadu_ps(x0 + i), v1 = _mm256_loadu_ps(x1 + i);
-            #pragma GCC unroll 4
-            for (int q = 0; q < NQ; q++) {
-                const __m256 yv = _mm256_loadu_ps(y[q] + i);
-                a0[q] = _mm256_fmadd_ps(v0, yv, a0[q]);
-                a1[q] = _mm256_fmadd_ps(v1, yv, a1[q]);
-            }
-        }
-        for (int q = 0; q < NQ; q++) {
-            out[(size_t)q * out_stride + r] = hsum8_lanes(a0[q]);
-            out[(size_t)q * out_stride + r + 1] = hsum8_lanes(a1[q]);
-        }
-    }
-    for (; r < n_rows; r++)
-        for (int q = 0; q < NQ; q++)
-            out[(size_t)q * out_stride + r] = llm_dot_f32_lanes8_avx2(n, x + (size_t)r * x_stride, y[q]);
-}
-
-void llm_dot_f32_lanes8_queries_avx2(int n, int n_rows, const float *x, size_t x_stride, int nq, const float *const y[],
-                                     float *out, size_t out_stride)
-{
-    const float *yq[4] = {y[0], nq > 1 ? y[1] : y[0], nq > 2 ? y[2] : y[0], nq > 3 ? y[3] : y[0]};
-    switch (nq) {
-    case 4: dot_lanes8_queries(n, n_rows, x, x_stride, 4, yq, out, out_stride); break;
-    case 3: dot_lanes8_queries(n, n_rows, x, x_stride, 3, yq, out, out_stride); break;
-    case 2: dot_lanes8_queries(n, n_rows, x, x_stride, 2, yq, out, out_stride); break;
-    default: dot_lanes8_queries(n, n_rows, x, x_stride, 1, yq, out, out_stride); break;
-    }
-}
-
-/* ---- one token's attention, all query heads of a key/value head at once -------------------
+/* ---- attention: all query heads of a key/value head at once ----------------------------------
  *
- * Generating at a long context, attention reads the whole cache for every query head; one head
- * at a time, the query heads sharing a key/value head (8 in TinyLlama) each read its keys and
- * V^T again, from L3 or memory once the cache outgrows L2: 21 ms of a token at 2048 positions
+ * At a long context attention reads the whole cache for every query head; one head at a time,
+ * the query heads sharing a key/value head (8 in TinyLlama) each read its keys and V^T again,
+ * from L3 or memory once the cache outgrows L2: 21 ms of a generated token at 2048 positions
  * (1.1B), against about 3 ms for reading the cache once. These kernels read every cached row
- * once for up to LLM_ATTN_HEADS heads. Each (head, row) still gets ggml_vec_dot_f32's arithmetic
- * in its order, so results are the one-head kernels' bits. */
+ * once for up to LLM_ATTN_HEADS heads. Each (head, row) still gets the one-head dot's arithmetic
+ * in its order (ggml_vec_dot_f32's, or one 8-lane accumulator), so its bits. */
 
 /* ggml's four partial sums of one row over the 32-element steps, combined as it does
  * ((0 + 2) + (1 + 3)): the 8-lane vector its final reduction starts from. */
@@ -335,5 +241,26 @@ void llm_attn_values_avx2(int n, int n_rows, const float *x, size_t x_stride, in
             dot_ggml_queries(n, 1, xr, x_stride, 2, y + q, out + (size_t)q * out_stride + r, out_stride);
         if (q < nq)
             out[(size_t)q * out_stride + r] = llm_dot_f32_ggml_avx2(n, xr, y[q]);
+    }
+}
+
+void llm_attn_values_lanes8_avx2(int n, int n_rows, const float *x, size_t x_stride, int nq, const float *const y[],
+                                 float *out, size_t out_stride)
+{
+    for (int r = 0; r < n_rows; r++) {
+        const float *xr = x + (size_t)r * x_stride;
+        __m256 acc[LLM_ATTN_HEADS];
+        #pragma GCC unroll 8
+        for (int q = 0; q < LLM_ATTN_HEADS; q++)
+            acc[q] = _mm256_setzero_ps();
+        for (int i = 0; i < n; i += 8) {
+            const __m256 xv = _mm256_loadu_ps(xr + i);
+            #pragma GCC unroll 8
+            for (int q = 0; q < LLM_ATTN_HEADS; q++)
+                if (q < nq)
+                    acc[q] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(y[q] + i), acc[q]);
+        }
+        for (int q = 0; q < nq; q++)
+            out[(size_t)q * out_stride + r] = hsum8_lanes(acc[q]);
     }
 }
