@@ -103,6 +103,7 @@ static double cpu_seconds(void)
 
 typedef struct bench_result {
     double load_s, bw_gbs, bw_huge_gbs, pp_tps, tg_tps, pp_cpu_tps, tg_cpu_tps;
+    double tg0_tps; /* with --depth: the same generation from an empty context, for attention's share */
     uint64_t tok_bytes;
 } bench_result;
 
@@ -173,6 +174,15 @@ static int run(const bench_args *a, llm_model *m, llm_pool *pool, bench_probes *
             double tps = a->tg / (llm_now() - t0), ctps = a->tg / (cpu_seconds() - c0);
             r->tg_tps = tps > r->tg_tps ? tps : r->tg_tps;
             r->tg_cpu_tps = ctps > r->tg_cpu_tps ? ctps : r->tg_cpu_tps;
+            if (a->depth > 0) {
+                llm_ctx_kv_truncate(c, 0);
+                t0 = llm_now();
+                for (int i = 0; i < a->tg; i++)
+                    if (llm_forward(c, &after[i], 1, logits, false, err))
+                        goto done;
+                tps = a->tg / (llm_now() - t0);
+                r->tg0_tps = tps > r->tg0_tps ? tps : r->tg0_tps;
+            }
         }
         probe_after_rep(probes, pool, r);
     }
@@ -185,6 +195,35 @@ done:
 }
 
 #define CALIBRATE_MIN_TG 32
+
+/* With --depth: what the KV cache adds to a generated token, from generation at that depth and
+ * from an empty context in the same run, stored as the share of bandwidth at which attention
+ * goes through the cache (`llmap fit` predicts speed at a full context from it). */
+static void calibrate_attention(const llm_model *m, const bench_args *a, const bench_result *r, bool json)
+{
+    llm_machine mc;
+    bool cached;
+    llm_machine_this(&mc, &cached);
+    const llm_hparams *hp = &m->hp;
+    double extra = 1.0 / r->tg_tps - 1.0 / r->tg0_tps; /* seconds per token */
+    /* keys and values of every layer, at the window's mean position (F32 cache) */
+    double kv = 2.0 * hp->n_layer * llm_hp_kv_dim(hp) * sizeof(float) * (a->depth + a->tg / 2.0);
+    if (!cached || a->tg < CALIBRATE_MIN_TG || extra <= 0 || mc.bw_bytes_s <= 0) {
+        if (!json)
+            printf("attention  not calibrated (%s)\n", !cached ? "no kernel profile yet: `llmap bench kernels` first"
+                                                     : a->tg < CALIBRATE_MIN_TG ? "too few generated tokens"
+                                                                                : "no slower than an empty context");
+        return;
+    }
+    double eff = kv / extra / mc.bw_bytes_s;
+    if (!json)
+        printf("attention  %.1f ms of a token at depth %d (%.0f MiB of KV cache read): %.3f of memory bandwidth;\n"
+               "           from an empty context %.2f tokens/s (saved for `llmap fit`)\n",
+               extra * 1e3, a->depth, kv / (1 << 20), eff, r->tg0_tps);
+    llm_err err;
+    if (llm_machine_save_attn_efficiency(eff, &err) && !json)
+        fprintf(stderr, "llmap bench: %s\n", err.msg);
+}
 
 /* Compares generation with what `llmap fit` predicts from the kernels' measured efficiencies
  * alone, and stores the ratio (attention, norms, synchronisation: what a whole forward pass adds)
@@ -297,6 +336,8 @@ int cmd_bench_model(int argc, char **argv)
     }
     if (!rc && a.tg && r.tg_tps > 0 && a.depth == 0) /* fit's factor is for a short context */
         calibrate_fit(&m, &a, r.tg_tps, a.json);
+    if (!rc && a.tg && r.tg_tps > 0 && r.tg0_tps > 0 && a.depth > 0)
+        calibrate_attention(&m, &a, &r, a.json);
     llm_pool_free(pool);
     llm_model_free(&m);
     return rc ? 1 : 0;

@@ -48,6 +48,10 @@ static void print_text(const char *path, const llm_machine *mc, bool cached, con
                r->verdict == LLM_FIT_PAGING ? "; disk-bound" : "");
     if (r->verdict == LLM_FIT_PAGING)
         printf("              ~%.1f tokens/s if it were resident\n", r->tok_s_resident);
+    if (r->verdict != LLM_FIT_NO && r->tok_s_full_ctx > 0)
+        printf("              ~%.1f tokens/s%s with the context full (%d tokens: each token then reads the\n"
+               "              whole %.1f MiB KV cache)\n",
+               r->tok_s_full_ctx, r->verdict == LLM_FIT_PAGING ? " if resident," : "", r->n_ctx, mib(r->kv_bytes));
     if (r->verdict == LLM_FIT_NO)
         printf("advice        use a smaller quantization (e.g. q4_k_m), a shorter context (--ctx), or %s\n",
                mc->disk_bytes_s > 0 ? "close memory-hungry programs" : "a machine with more memory");
@@ -81,6 +85,7 @@ static void print_json(const char *path, const llm_machine *mc, bool cached, con
     cJSON_AddNumberToObject(o, "resident_fraction", r->resident_fraction);
     cJSON_AddNumberToObject(o, "predicted_tokens_per_second", r->tok_s);
     cJSON_AddNumberToObject(o, "resident_tokens_per_second", r->tok_s_resident);
+    cJSON_AddNumberToObject(o, "resident_tokens_per_second_full_context", r->tok_s_full_ctx);
     cJSON_AddStringToObject(o, "mode", r->mode);
     char *txt = cJSON_Print(o);
     puts(txt);

@@ -136,11 +136,24 @@ static double token_seconds(const gguf_file *f, const llm_machine *mc)
     return factor > 0 ? t / factor : t;
 }
 
+/* Attention of a generated token reads every cached key and value; it does so at a small share
+ * of the bandwidth (dot products of one head_dim each, a soft-max, for every query head). The
+ * default is this machine kind's figure: 1.1B Q4_0 at 2048 positions, 13-14 ms per token for
+ * 92 MB of F32 cache with 58 GB/s of read bandwidth (`llmap bench MODEL --depth` measures it). */
+#define DEFAULT_ATTN_EFFICIENCY 0.12
+
+double llm_fit_attention_seconds(const llm_machine *mc, double kv_bytes)
+{
+    double eff = mc->attn_efficiency > 0 ? mc->attn_efficiency : DEFAULT_ATTN_EFFICIENCY;
+    return mc->bw_bytes_s > 0 ? kv_bytes / (mc->bw_bytes_s * eff) : 0;
+}
+
 static void predict(llm_fit *r, const gguf_file *f, const llm_machine *mc, uint64_t file_bytes)
 {
     double ts = token_seconds(f, mc);
     double rate = ts > 0 ? (double)r->bytes_per_token / ts : 0; /* effective bytes/s */
     r->tok_s_resident = ts > 0 ? 1.0 / ts : 0;
+    r->tok_s_full_ctx = ts > 0 ? 1.0 / (ts + llm_fit_attention_seconds(mc, (double)r->kv_bytes)) : 0;
     uint64_t non_file = r->total_bytes - file_bytes;
     if (r->total_bytes <= r->usable_bytes) {
         r->verdict = LLM_FIT_RESIDENT;

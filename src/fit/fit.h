@@ -37,6 +37,8 @@ typedef struct llm_machine {
                                             * (the last bench of such a model); 0 = forward_factor */
     float eff_by_type[LLM_TYPE_COUNT]; /* matrix x vector share of bandwidth per weight type, 0 = unknown
                                         * (measured by `llmap bench kernels`; else `efficiency`) */
+    double attn_efficiency;  /* share of bw at which a generated token's attention goes through the KV
+                              * cache, measured by `llmap bench MODEL --depth D`; 0 = the default */
     const char *source;      /* where the table's figures come from */
 } llm_machine;
 
@@ -53,6 +55,9 @@ int llm_machine_save(double bw_bytes_s, double efficiency, double disk_bytes_s, 
  * (gguf_dominant_type; < 0: none). */
 int llm_machine_save_forward_factor(double factor, int main_type, llm_err *err);
 int llm_machine_save_kernels(double bw_bytes_s, const float ratio_by_type[LLM_TYPE_COUNT], llm_err *err);
+int llm_machine_save_attn_efficiency(double efficiency, llm_err *err);
+/* Seconds of attention per generated token that reads kv_bytes of KV cache on machine mc. */
+double llm_fit_attention_seconds(const llm_machine *mc, double kv_bytes);
 
 typedef enum llm_fit_verdict {
     LLM_FIT_RESIDENT,  /* everything stays in memory */
@@ -79,7 +84,8 @@ typedef struct llm_fit {
     llm_fit_verdict verdict;
     double resident_fraction; /* of the weights */
     double tok_s;             /* predicted generation speed */
-    double tok_s_resident;    /* the speed if everything were resident */
+    double tok_s_resident;    /* the speed if everything were resident, at an empty context */
+    double tok_s_full_ctx;    /* the same with all n_ctx positions in the KV cache (each token reads it) */
     const char *mode;         /* load mode the engine would pick: "mmap" or "stream" */
 } llm_fit;
 

@@ -131,6 +131,9 @@ static int load_profile(llm_machine *m)
         const cJSON *ff = cJSON_GetObjectItem(o, "forward_factor");
         if (cJSON_IsNumber(ff) && ff->valuedouble > 0.1 && ff->valuedouble <= 1.5)
             m->forward_factor = ff->valuedouble;
+        const cJSON *ae = cJSON_GetObjectItem(o, "attn_efficiency");
+        if (cJSON_IsNumber(ae) && ae->valuedouble > 0.005 && ae->valuedouble <= 2)
+            m->attn_efficiency = ae->valuedouble;
         const cJSON *bt = cJSON_GetObjectItem(o, "efficiency_by_type"), *e;
         cJSON_ArrayForEach(e, bt)
         {
@@ -217,6 +220,17 @@ int llm_machine_save_forward_factor(double factor, int main_type, llm_err *err)
     set_number(o, "forward_factor", factor);
     if (main_type >= 0 && main_type < LLM_TYPE_COUNT)
         set_number(object_item(o, "forward_factor_by_type"), llm_type_name((uint32_t)main_type), factor);
+    int rc = write_profile(o, path, err);
+    cJSON_Delete(o);
+    free(path);
+    return rc;
+}
+
+int llm_machine_save_attn_efficiency(double efficiency, llm_err *err)
+{
+    char *path = profile_path();
+    cJSON *o = read_profile_json(path);
+    set_number(o, "attn_efficiency", efficiency);
     int rc = write_profile(o, path, err);
     cJSON_Delete(o);
     free(path);

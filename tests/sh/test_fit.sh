@@ -81,6 +81,26 @@ check '[ "$d" = 40 ] && [ "$ff2" = "$ff" ]' "bench --depth 40 reports depth $d a
 rc=$?
 check '[ $rc = 2 ] && grep -q "depth D" "$tmp/b"' "bench --depth -1 is a usage error (exit $rc)"
 
+# With a depth the bench also generates from an empty context and saves, from the difference,
+# the share of bandwidth at which attention goes through the KV cache (the tiny model at 1000
+# positions: ~0.3 ms of ~1 ms per token is attention).
+echo '{"mem_bw_bytes_s": 2e10, "efficiency": 0.8}' >"$XDG_CACHE_HOME/llmap/machine.json"
+"$BIN" bench "$SHARED/models/tiny-llama-q8_0.gguf" --pp 4 --tg 32 --depth 1000 --reps 2 --threads 1 >"$tmp/b" 2>&1
+ae=$(json_field "['attn_efficiency']" <"$XDG_CACHE_HOME/llmap/machine.json")
+check 'grep -q "saved for .llmap fit" "$tmp/b" && python3 -c "import sys; sys.exit(0 if 0.005 < $ae <= 2 else 1)"' \
+    "bench --depth 1000 saves attention's share of bandwidth ($ae)"
+# fit predicts a full context slower than an empty one, and less so with a faster attention.
+full_at() {
+    echo "{\"mem_bw_bytes_s\": 2e10, \"efficiency\": 0.8, \"attn_efficiency\": $1}" >"$XDG_CACHE_HOME/llmap/machine.json"
+    "$BIN" fit "$q4" --ctx 2048 --json | json_field "['resident_tokens_per_second_full_context']"
+}
+slow=$(full_at 0.1)
+fast=$(full_at 0.4)
+empty=$("$BIN" fit "$q4" --ctx 2048 --json | json_field "['resident_tokens_per_second']")
+check 'python3 -c "import sys; sys.exit(0 if $slow < $fast < $empty else 1)"' \
+    "full context: $slow (attention at 0.1 of bandwidth) < $fast (0.4) < $empty tokens/s at an empty context"
+echo '{"mem_bw_bytes_s": 2e10, "efficiency": 0.8, "disk_bytes_s": 1e9}' >"$XDG_CACHE_HOME/llmap/machine.json"
+
 # The factor of the model's main weight type, when one was measured, wins over the general one;
 # a factor measured for another type leaves the prediction alone.
 q8=$SHARED/models/tiny-llama-q8_0.gguf
