@@ -138,9 +138,9 @@ static double token_seconds(const gguf_file *f, const llm_machine *mc)
 
 /* Attention of a generated token reads every cached key and value; it does so at a small share
  * of the bandwidth (dot products of one head_dim each, a soft-max, for every query head). The
- * default is this machine kind's figure: 1.1B Q4_0 at 2048 positions, 13-14 ms per token for
- * 92 MB of F32 cache with 58 GB/s of read bandwidth (`llmap bench MODEL --depth` measures it). */
-#define DEFAULT_ATTN_EFFICIENCY 0.12
+ * default is this machine kind's figure: 1.1B Q4_0 at 2048 positions, 6.9-8.5 ms per token for
+ * 93 MB of F32 cache, 0.19-0.23 of the read bandwidth (`llmap bench MODEL --depth` measures it). */
+#define DEFAULT_ATTN_EFFICIENCY 0.2
 
 double llm_fit_attention_seconds(const llm_machine *mc, double kv_bytes)
 {
