@@ -107,23 +107,13 @@ typedef struct bench_result {
     uint64_t tok_bytes;
 } bench_result;
 
-/* The memory probes, read three times after every repetition, so the bandwidth is measured
- * under the conditions the repetitions ran in (a shared machine drifts); the best pass counts.
- * The 4 KiB probe is the roofline's denominator, as in machine.md; the 2 MiB-page one, the
- * ceiling for weights mapped from 2 MiB page-cache folios, is reported beside it. On this
- * machine kind (a VM with shadow paging) the first pass over 4 KiB pages after a forward pass
- * ran as slow as 2.6 GB/s while the hypervisor rebuilt its page tables, hence several passes. */
-typedef struct bench_probes {
-    llm_bw_probe small, huge;
-} bench_probes;
-
-static void probe_after_rep(bench_probes *p, llm_pool *pool, bench_result *r)
+/* The probes (llm_bench_bw: 4 KiB and 2 MiB pages) are read three times after every repetition,
+ * so the bandwidth is measured under the conditions the repetitions ran in (a shared machine
+ * drifts); the best pass counts. */
+static void probe_after_rep(llm_bench_bw *bw, llm_pool *pool)
 {
-    for (int i = 0; i < 3; i++) {
-        double s = llm_bw_probe_pass(&p->small, pool), h = p->huge.buf ? llm_bw_probe_pass(&p->huge, pool) : 0;
-        r->bw_gbs = s > r->bw_gbs ? s : r->bw_gbs;
-        r->bw_huge_gbs = h > r->bw_huge_gbs ? h : r->bw_huge_gbs;
-    }
+    for (int i = 0; i < 3; i++)
+        llm_bench_bw_pass(bw, pool);
 }
 
 /* An empty cache, then `depth` tokens evaluated (untimed) as a chat's earlier turns would be. */
@@ -133,7 +123,7 @@ static int start_at_depth(llm_ctx *c, int depth, const int32_t *toks, float *log
     return depth > 0 ? llm_forward(c, toks, depth, logits, false, err) : 0;
 }
 
-static int run(const bench_args *a, llm_model *m, llm_pool *pool, bench_probes *probes, bench_result *r,
+static int run(const bench_args *a, llm_model *m, llm_pool *pool, llm_bench_bw *probes, bench_result *r,
                llm_err *err)
 {
     const int n = a->depth + (a->pp > a->tg ? a->pp : a->tg);
@@ -184,7 +174,7 @@ static int run(const bench_args *a, llm_model *m, llm_pool *pool, bench_probes *
                 r->tg0_tps = tps > r->tg0_tps ? tps : r->tg0_tps;
             }
         }
-        probe_after_rep(probes, pool, r);
+        probe_after_rep(probes, pool);
     }
     rc = 0;
 done:
@@ -280,40 +270,37 @@ int cmd_bench_model(int argc, char **argv)
     uint64_t probe = r.tok_bytes < (256u << 20) ? (256u << 20) : r.tok_bytes;
     if (probe > (1u << 30))
         probe = 1u << 30;
-    bench_probes probes;
-    memset(&probes, 0, sizeof probes);
-    int rc = llm_bw_probe_init(&probes.small, (size_t)probe);
+    llm_bench_bw probes;
+    int rc = llm_bench_bw_init(&probes, (size_t)probe);
     if (rc)
         llm_errf(&err, "out of memory for the %llu MiB bandwidth probe", (unsigned long long)(probe >> 20));
-    else if (llm_bw_probe_init_huge(&probes.huge, (size_t)probe))
-        probes.huge.buf = NULL; /* reported only when there is memory for it */
-    if (!rc)
+    else
         rc = run(&a, &m, pool, &probes, &r, &err);
-    llm_bw_probe_free(&probes.small);
-    llm_bw_probe_free(&probes.huge);
+    r.bw_gbs = probes.small_best;
+    r.bw_huge_gbs = probes.huge_best;
+    llm_bench_bw_free(&probes);
     if (rc) {
         cli_fail("bench", "%s", err.msg);
     } else {
         double eff = r.tg_tps * (double)r.tok_bytes / 1e9;
+        const double bw = r.bw_gbs > r.bw_huge_gbs ? r.bw_gbs : r.bw_huge_gbs; /* the roofline */
         int threads = llm_pool_threads(pool);
         if (a.json) {
             printf("{\"model\": \"%s\", \"arch\": \"%s\", \"n_params\": %llu, \"weight_bytes\": %llu, "
                    "\"bytes_per_token\": %llu, \"threads\": %d, \"load_s\": %.4f, \"bandwidth_gbs\": %.3f, "
                    "\"depth\": %d, \"pp\": %d, \"pp_tps\": %.3f, \"tg\": %d, \"tg_tps\": %.3f, \"tg_gbs\": %.3f, "
-                   "\"roofline_fraction\": %.4f, \"roofline_fraction_2mib_pages\": %.4f, "
+                   "\"roofline_fraction\": %.4f, \"bandwidth_4kib_pages_gbs\": %.3f, "
                    "\"bandwidth_2mib_pages_gbs\": %.3f, \"pp_tokens_per_cpu_s\": %.3f, \"tg_tokens_per_cpu_s\": %.3f}\n",
                    a.model, m.hp.arch_name, (unsigned long long)m.n_params, (unsigned long long)m.weight_bytes,
-                   (unsigned long long)r.tok_bytes, threads, r.load_s, r.bw_gbs, a.depth, a.pp, r.pp_tps, a.tg, r.tg_tps,
-                   eff, r.bw_gbs > 0 ? eff / r.bw_gbs : 0, r.bw_huge_gbs > 0 ? eff / r.bw_huge_gbs : 0, r.bw_huge_gbs, r.pp_cpu_tps,
-                   r.tg_cpu_tps);
+                   (unsigned long long)r.tok_bytes, threads, r.load_s, bw, a.depth, a.pp, r.pp_tps, a.tg, r.tg_tps, eff,
+                   bw > 0 ? eff / bw : 0, r.bw_gbs, r.bw_huge_gbs, r.pp_cpu_tps, r.tg_cpu_tps);
         } else {
             printf("model      %s (%s, %.2fB params, %.1f MiB of weights)\n", a.model, m.hp.arch_name,
                    (double)m.n_params / 1e9, (double)m.weight_bytes / (1 << 20));
             printf("threads    %d   load %.3f s (%s)\n", threads, r.load_s, a.no_mmap ? "read" : "mapping");
-            printf("bandwidth  %.2f GB/s measured read (best of 3 passes after each of %d reps)", r.bw_gbs, a.reps);
-            if (r.bw_huge_gbs > 0)
-                printf("; in 2 MiB pages %.2f", r.bw_huge_gbs);
-            putchar('\n');
+            printf("bandwidth  %.2f GB/s measured read: the better of %.2f in 4 KiB pages and %.2f in 2 MiB pages\n"
+                   "           (best of 3 passes each after each of %d reps)\n",
+                   bw, r.bw_gbs, r.bw_huge_gbs, a.reps);
             if (a.depth)
                 printf("depth      %d tokens in the context before each test (no roofline share: the KV cache\n"
                        "           is read on top of the weights)\n", a.depth);
@@ -324,11 +311,7 @@ int cmd_bench_model(int argc, char **argv)
                        (double)r.tok_bytes / (1 << 20), eff);
             else if (a.tg)
                 printf("tg%-4d     %8.2f tokens/s   %.1f MiB/token -> %.2f GB/s = %.0f%% of measured bandwidth\n",
-                       a.tg, r.tg_tps, (double)r.tok_bytes / (1 << 20), eff,
-                       r.bw_gbs > 0 ? 100 * eff / r.bw_gbs : 0);
-            if (a.tg && !a.depth && r.bw_huge_gbs > 0)
-                printf("           %.0f%% of memory read in 2 MiB pages (the ceiling for weights mapped from 2 MiB folios)\n",
-                       100 * eff / r.bw_huge_gbs);
+                       a.tg, r.tg_tps, (double)r.tok_bytes / (1 << 20), eff, bw > 0 ? 100 * eff / bw : 0);
             if (a.tg)
                 printf("           %8.2f tokens per CPU-second (wall time includes waiting for a busy core)\n",
                        r.tg_cpu_tps);

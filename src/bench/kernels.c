@@ -44,10 +44,10 @@ static int fill_matrix(llm_type t, void *buf, int64_t rows, int64_t cols, float 
     return 0;
 }
 
-/* Best GB/s of reps matrix x vector products, each followed by a bandwidth pass with the same
+/* Best GB/s of reps matrix x vector products, each followed by bandwidth passes with the same
  * threads: *bw_best is the best of those, measured under the same conditions. */
 static double time_matvec(llm_pool *pool, const llm_kernels *k, const llm_matrix *W, const float *x, float *y,
-                          void *scratch, int reps, llm_bw_probe *probe, double *bw_best)
+                          void *scratch, int reps, llm_bench_bw *probe, double *bw_best)
 {
     size_t bytes = llm_row_size(W->type, W->cols) * (size_t)W->rows;
     llm_matmul(pool, k, W, x, 1, y, scratch); /* warm-up: page tables, pool wake-up */
@@ -59,7 +59,7 @@ static double time_matvec(llm_pool *pool, const llm_kernels *k, const llm_matrix
         double gbps = (double)bytes / (llm_now() - t0) / 1e9;
         if (gbps > best)
             best = gbps;
-        double bw = llm_bw_probe_pass(probe, pool);
+        double bw = llm_bench_bw_pass(probe, pool);
         if (bw > *bw_best)
             *bw_best = bw;
     }
@@ -94,39 +94,6 @@ static double time_batch(llm_pool *pool, const llm_kernels *k, const llm_matrix 
     free(y);
     free(x);
     return best;
-}
-
-/* The probe's sum over memory in 2 MiB pages, interleaved with the 4 KiB probe the table uses:
- * the best of each, written to *huge and *small. -1 when the memory is not there. */
-static int huge_page_bandwidth(llm_pool *pool, llm_bw_probe *small_probe, int reps, double *huge, double *small)
-{
-    llm_bw_probe hp;
-    if (llm_bw_probe_init_huge(&hp, small_probe->bytes))
-        return -1;
-    *huge = *small = 0;
-    for (int r = 0; r < reps; r++) {
-        double h = llm_bw_probe_pass(&hp, pool), s = llm_bw_probe_pass(small_probe, pool);
-        *huge = h > *huge ? h : *huge;
-        *small = s > *small ? s : *small;
-    }
-    llm_bw_probe_free(&hp);
-    return 0;
-}
-
-/* The widest run's GB/s per type against memory read in 2 MiB pages: what weights mapped from a
- * page cache of 2 MiB folios (the usual state after a cold load on Linux 6.x) could stream at. */
-static void print_huge_page_ceiling(const llm_kbench_opts *o, llm_pool *pool, llm_bw_probe *probe, int nth,
-                                    const llm_type *types, int n_types, const double *widest)
-{
-    double huge, small;
-    if (huge_page_bandwidth(pool, probe, o->reps, &huge, &small) || small <= 0)
-        return;
-    fprintf(o->out, "\nmemory in 2 MiB pages: %.1f GB/s with %d threads, %.2fx the 4 KiB probe (%.1f) in the same\n"
-                    "passes; the %dT GB/s above against it:",
-            huge, nth, huge / small, small, nth);
-    for (int i = 0; i < n_types; i++)
-        fprintf(o->out, " %s %.2f", llm_type_name(types[i]), widest[types[i]] / huge);
-    fputc('\n', o->out);
 }
 
 static int parse_types(const char *list, llm_type *out, int max, llm_err *err)
@@ -169,11 +136,12 @@ int llm_bench_kernels(const llm_kbench_opts *o, llm_err *err)
 
     const llm_kernels *k = llm_kernels_best();
     int rc = 0;
-    llm_bw_probe probe = {0};
+    llm_bench_bw probe;
     fprintf(o->out, "kernels: %s; matrix %zu MiB per type, %lld columns; best of %d\n", k->name,
             o->weight_bytes >> 20, (long long)o->cols, o->reps);
-    fprintf(o->out, "GB/s: weights read per second by matrix x vector; bw: memory read bandwidth (%zu MiB\n"
-                    "AVX2 sum) measured in passes interleaved with those; ratio = GB/s / bw\n\n",
+    fprintf(o->out, "GB/s: weights read per second by matrix x vector (matrix in 2 MiB pages); bw: memory read\n"
+                    "bandwidth (%zu MiB AVX2 sum, the better of 4 KiB and 2 MiB pages) measured in passes\n"
+                    "interleaved with those; ratio = GB/s / bw\n\n",
             o->bw_bytes >> 20);
     fprintf(o->out, "%-6s %5s", "type", "MiB");
     for (int i = 0; i < n_thr; i++)
@@ -182,7 +150,7 @@ int llm_bench_kernels(const llm_kbench_opts *o, llm_err *err)
         fprintf(o->out, " | batch %d, %dT GMAC/s", o->batch, thr[n_thr - 1]);
     fputc('\n', o->out);
     fflush(o->out);
-    if (llm_bw_probe_init(&probe, o->bw_bytes)) {
+    if (llm_bench_bw_init(&probe, o->bw_bytes)) {
         rc = llm_errf(err, "out of memory for the %zu MiB bandwidth probe", o->bw_bytes >> 20);
         goto done_pools;
     }
@@ -194,12 +162,11 @@ int llm_bench_kernels(const llm_kbench_opts *o, llm_err *err)
     uint64_t s = 7;
     for (int64_t i = 0; i < o->cols; i++)
         x[i] = (float)((double)(next_rand(&s) >> 11) * 0x1.0p-53 - 0.5);
-    if (posix_memalign(&wbuf, 4096, cap)) {
+    if (!(wbuf = llm_mem_alloc_huge(cap))) { /* in 2 MiB pages, as a mapped model's weights */
         rc = llm_errf(err, "out of memory for a %zu MiB matrix", cap >> 20);
         goto done;
     }
     float ratios[LLM_TYPE_COUNT] = {0};
-    double widest[LLM_TYPE_COUNT] = {0};
     double bw_sum = 0;
     int bw_n = 0;
     for (int ti = 0; ti < n_types && !rc; ti++) {
@@ -220,7 +187,6 @@ int llm_bench_kernels(const llm_kbench_opts *o, llm_err *err)
             fflush(o->out);
             if (i == n_thr - 1 && bw > 0) { /* the widest run feeds `llmap fit` */
                 ratios[t] = (float)(g / bw);
-                widest[t] = g;
                 bw_sum += bw;
                 bw_n++;
             }
@@ -231,8 +197,6 @@ int llm_bench_kernels(const llm_kbench_opts *o, llm_err *err)
         free(scratch);
         free(y);
     }
-    if (!rc && bw_n)
-        print_huge_page_ceiling(o, pools[n_thr - 1], &probe, thr[n_thr - 1], types, n_types, widest);
     if (!rc && bw_n) {
         llm_err serr;
         if (llm_machine_save_kernels(bw_sum / bw_n * 1e9, ratios, &serr))
@@ -241,10 +205,11 @@ int llm_bench_kernels(const llm_kbench_opts *o, llm_err *err)
             fprintf(o->out, "\n(saved as this machine's profile for `llmap fit`)\n");
     }
 done:
-    free(wbuf);
+    if (wbuf)
+        llm_mem_free_huge(wbuf, cap);
     free(x);
     free(tmp);
-    llm_bw_probe_free(&probe);
+    llm_bench_bw_free(&probe);
 done_pools:
     for (int i = 0; i < n_thr; i++)
         llm_pool_free(pools[i]);
