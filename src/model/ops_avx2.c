@@ -209,9 +209,49 @@ static inline __attribute__((always_inline)) __m256 ggml_reduce8(const __m256 v[
     return _mm256_permutevar8x32_ps(s, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
+/* ggml_partial for head_dim 64 with the query in registers: only the key is loaded. */
+static inline __attribute__((always_inline)) __m256 ggml_partial64(const float *x, const __m256 yv[8])
+{
+    const __m256 z = _mm256_setzero_ps();
+    __m256 a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x), yv[0], z), a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), yv[1], z);
+    __m256 a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), yv[2], z), a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), yv[3], z);
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 32), yv[4], a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 40), yv[5], a1);
+    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 48), yv[6], a2);
+    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 56), yv[7], a3);
+    return _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+}
+
+/* head_dim 64 (TinyLlama, Llama 2 7B, Qwen2 0.5B): each head's query stays in registers while
+ * its rows pass, so each product loads only the key (two loads per product had made the scores
+ * load-bound). */
+static void attn_scores64(int n_rows, const float *x, size_t x_stride, int nq, const float *const y[], float *out,
+                          size_t out_stride)
+{
+    int r = 0;
+    for (; r + 8 <= n_rows; r += 8)
+        for (int q = 0; q < nq; q++) {
+            __m256 yv[8], v[8];
+            #pragma GCC unroll 8
+            for (int j = 0; j < 8; j++)
+                yv[j] = _mm256_loadu_ps(y[q] + 8 * j);
+            #pragma GCC unroll 8
+            for (int k = 0; k < 8; k++)
+                v[k] = ggml_partial64(x + (size_t)(r + k) * x_stride, yv);
+            _mm256_storeu_ps(out + (size_t)q * out_stride + r, ggml_reduce8(v));
+        }
+    for (; r < n_rows; r++)
+        for (int q = 0; q < nq; q++)
+            out[(size_t)q * out_stride + r] = llm_dot_f32_ggml_avx2(64, x + (size_t)r * x_stride, y[q]);
+}
+
 void llm_attn_scores_avx2(int n, int n_rows, const float *x, size_t x_stride, int nq, const float *const y[],
                           float *out, size_t out_stride)
 {
+    if (n == 64) {
+        attn_scores64(n_rows, x, x_stride, nq, y, out, out_stride);
+        return;
+    }
     const int np = n & ~31;
     int r = 0;
     for (; r + 8 <= n_rows; r += 8) /* eight keys, then every head against them (from L1) */
