@@ -123,6 +123,22 @@ static int start_at_depth(llm_ctx *c, int depth, const int32_t *toks, float *log
     return depth > 0 ? llm_forward(c, toks, depth, logits, false, err) : 0;
 }
 
+/* The n tokens at gen generated one at a time after toks[0..depth) were evaluated (untimed):
+ * tokens per second of wall time and of CPU time. */
+static int time_generation(llm_ctx *c, int depth, const int32_t *toks, const int32_t *gen, int n, float *logits,
+                           double *tps, double *cpu_tps, llm_err *err)
+{
+    if (start_at_depth(c, depth, toks, logits, err))
+        return -1;
+    double t0 = llm_now(), c0 = cpu_seconds();
+    for (int i = 0; i < n; i++)
+        if (llm_forward(c, &gen[i], 1, logits, false, err))
+            return -1;
+    *tps = n / (llm_now() - t0);
+    *cpu_tps = n / (cpu_seconds() - c0);
+    return 0;
+}
+
 static int run(const bench_args *a, llm_model *m, llm_pool *pool, llm_bench_bw *probes, bench_result *r,
                llm_err *err)
 {
@@ -155,22 +171,14 @@ static int run(const bench_args *a, llm_model *m, llm_pool *pool, llm_bench_bw *
             r->pp_cpu_tps = ctps > r->pp_cpu_tps ? ctps : r->pp_cpu_tps;
         }
         if (a->tg > 0) {
-            if (start_at_depth(c, a->depth, toks, logits, err))
+            double tps, ctps;
+            if (time_generation(c, a->depth, toks, after, a->tg, logits, &tps, &ctps, err))
                 goto done;
-            double t0 = llm_now(), c0 = cpu_seconds();
-            for (int i = 0; i < a->tg; i++)
-                if (llm_forward(c, &after[i], 1, logits, false, err))
-                    goto done;
-            double tps = a->tg / (llm_now() - t0), ctps = a->tg / (cpu_seconds() - c0);
             r->tg_tps = tps > r->tg_tps ? tps : r->tg_tps;
             r->tg_cpu_tps = ctps > r->tg_cpu_tps ? ctps : r->tg_cpu_tps;
-            if (a->depth > 0) {
-                llm_ctx_kv_truncate(c, 0);
-                t0 = llm_now();
-                for (int i = 0; i < a->tg; i++)
-                    if (llm_forward(c, &after[i], 1, logits, false, err))
-                        goto done;
-                tps = a->tg / (llm_now() - t0);
+            if (a->depth > 0) { /* the same tokens from an empty context: what the depth costs */
+                if (time_generation(c, 0, toks, after, a->tg, logits, &tps, &ctps, err))
+                    goto done;
                 r->tg0_tps = tps > r->tg0_tps ? tps : r->tg0_tps;
             }
         }

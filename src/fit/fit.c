@@ -142,7 +142,7 @@ static double token_seconds(const gguf_file *f, const llm_machine *mc)
  * 93 MB of F32 cache, 0.19-0.23 of the read bandwidth (`llmap bench MODEL --depth` measures it). */
 #define DEFAULT_ATTN_EFFICIENCY 0.2
 
-double llm_fit_attention_seconds(const llm_machine *mc, double kv_bytes)
+static double attention_seconds(const llm_machine *mc, double kv_bytes)
 {
     double eff = mc->attn_efficiency > 0 ? mc->attn_efficiency : DEFAULT_ATTN_EFFICIENCY;
     return mc->bw_bytes_s > 0 ? kv_bytes / (mc->bw_bytes_s * eff) : 0;
@@ -153,7 +153,7 @@ static void predict(llm_fit *r, const gguf_file *f, const llm_machine *mc, uint6
     double ts = token_seconds(f, mc);
     double rate = ts > 0 ? (double)r->bytes_per_token / ts : 0; /* effective bytes/s */
     r->tok_s_resident = ts > 0 ? 1.0 / ts : 0;
-    r->tok_s_full_ctx = ts > 0 ? 1.0 / (ts + llm_fit_attention_seconds(mc, (double)r->kv_bytes)) : 0;
+    r->tok_s_full_ctx = ts > 0 ? 1.0 / (ts + attention_seconds(mc, (double)r->kv_bytes)) : 0;
     uint64_t non_file = r->total_bytes - file_bytes;
     if (r->total_bytes <= r->usable_bytes) {
         r->verdict = LLM_FIT_RESIDENT;

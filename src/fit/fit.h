@@ -56,8 +56,7 @@ int llm_machine_save(double bw_bytes_s, double efficiency, double disk_bytes_s, 
 int llm_machine_save_forward_factor(double factor, int main_type, llm_err *err);
 int llm_machine_save_kernels(double bw_bytes_s, const float ratio_by_type[LLM_TYPE_COUNT], llm_err *err);
 int llm_machine_save_attn_efficiency(double efficiency, llm_err *err);
-/* Seconds of attention per generated token that reads kv_bytes of KV cache on machine mc. */
-double llm_fit_attention_seconds(const llm_machine *mc, double kv_bytes);
+
 
 typedef enum llm_fit_verdict {
     LLM_FIT_RESIDENT,  /* everything stays in memory */

@@ -26,6 +26,7 @@
  * once per token, which turns prompt processing from bandwidth-bound into compute-bound.
  */
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,36 +328,22 @@ static void mv_units(const mv_job *j, int64_t u, int64_t u1)
     }
 }
 
-/* The owner takes a quarter of what is left of its range (at least one unit) from the front;
- * large pieces early, single units at the end. Returns the count taken, 0 when empty. */
-static int64_t take_front(mv_range *rg, int64_t *u)
+/* Claims units of a range: its owner a quarter of what is left (at least one unit) from the
+ * front, large pieces early and single units at the end; another slot one unit from the back.
+ * Returns the count taken (*u the first), 0 when the range is empty. */
+static int64_t take(mv_range *rg, bool owner, int64_t *u)
 {
     unsigned long long v = atomic_load_explicit(&rg->front_back, memory_order_relaxed);
     for (;;) {
         const uint32_t f = (uint32_t)v, b = (uint32_t)(v >> 32);
         if (f >= b)
             return 0;
-        const uint32_t n = (b - f) / 4 ? (b - f) / 4 : 1;
-        if (atomic_compare_exchange_weak_explicit(&rg->front_back, &v, v + n, memory_order_relaxed,
+        const uint32_t n = owner && (b - f) / 4 ? (b - f) / 4 : 1;
+        const unsigned long long next = owner ? v + n : v - ((unsigned long long)n << 32);
+        if (atomic_compare_exchange_weak_explicit(&rg->front_back, &v, next, memory_order_relaxed,
                                                   memory_order_relaxed)) {
-            *u = f;
+            *u = owner ? f : b - n;
             return n;
-        }
-    }
-}
-
-/* Another slot takes single units from the back. */
-static int64_t take_back(mv_range *rg, int64_t *u)
-{
-    unsigned long long v = atomic_load_explicit(&rg->front_back, memory_order_relaxed);
-    for (;;) {
-        const uint32_t f = (uint32_t)v, b = (uint32_t)(v >> 32);
-        if (f >= b)
-            return 0;
-        if (atomic_compare_exchange_weak_explicit(&rg->front_back, &v, v - (1ull << 32), memory_order_relaxed,
-                                                  memory_order_relaxed)) {
-            *u = b - 1;
-            return 1;
         }
     }
 }
@@ -366,11 +353,11 @@ static void mv_worker(void *ctx, int ith, int nth)
     mv_job *j = ctx;
     int64_t u, n;
     if (ith < j->n_ranges)
-        while ((n = take_front(&j->range[ith], &u)) > 0)
+        while ((n = take(&j->range[ith], true, &u)) > 0)
             mv_units(j, u, u + n);
     for (int o = 1; o <= j->n_ranges; o++) {
         mv_range *rg = &j->range[(ith + o) % j->n_ranges];
-        while ((n = take_back(rg, &u)) > 0)
+        while ((n = take(rg, false, &u)) > 0)
             mv_units(j, u, u + n);
     }
     (void)nth;
